@@ -1,0 +1,27 @@
+"""The enhanced encoder-decoder Transformer: plain PyTorch, importable without Hydra."""
+
+from enhanced_tx.model.cache import DecoderCache
+from enhanced_tx.model.feedforward import GeluMLP, SwiGLU
+from enhanced_tx.model.norm import LayerNorm, RMSNorm
+from enhanced_tx.model.positional import (
+    LearnedPositions,
+    NoPositions,
+    PositionalScheme,
+    RotaryEmbedding,
+    SinusoidalPositions,
+)
+from enhanced_tx.model.transformer import EncoderDecoder
+
+__all__ = [
+    "DecoderCache",
+    "EncoderDecoder",
+    "GeluMLP",
+    "LayerNorm",
+    "LearnedPositions",
+    "NoPositions",
+    "PositionalScheme",
+    "RMSNorm",
+    "RotaryEmbedding",
+    "SinusoidalPositions",
+    "SwiGLU",
+]

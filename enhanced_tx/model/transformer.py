@@ -1,0 +1,226 @@
+"""The enhanced encoder-decoder Transformer.
+
+Pre-LN blocks with a final norm on each stack, tied token embeddings (encoder input, decoder input,
+output head), bias-free linears, SDPA attention, pluggable norm / positional scheme / feed-forward.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from enhanced_tx.errors import ConfigError
+from enhanced_tx.model.blocks import DecoderBlock, EncoderBlock, FeedForwardFactory, NormFactory
+from enhanced_tx.model.cache import DecoderCache
+from enhanced_tx.model.positional import PositionalScheme
+
+VOCAB_MULTIPLE = 64  # embedding/head rows padded to a multiple of 64: faster GEMMs, tensor-core friendly
+
+
+class EncoderDecoder(nn.Module):
+    """Encoder-decoder Transformer. `vocab_size` comes from the tokenizer, the rest from the config."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        norm: NormFactory,
+        positional: Callable[..., PositionalScheme],
+        feedforward: FeedForwardFactory,
+        d_model: int = 256,
+        n_heads: int = 4,
+        n_encoder_layers: int = 2,
+        n_decoder_layers: int = 2,
+        ffn_mult: int = 4,
+        max_seq_len: int = 1024,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        _check_config(vocab_size, d_model, n_heads, n_encoder_layers, n_decoder_layers, max_seq_len, dropout)
+        self.vocab_size = vocab_size
+        self.padded_vocab_size = VOCAB_MULTIPLE * math.ceil(vocab_size / VOCAB_MULTIPLE)
+        self.d_model, self.n_heads, self.max_seq_len = d_model, n_heads, max_seq_len
+        hidden = ffn_mult * d_model
+        self.gradient_checkpointing = False
+
+        self.embed = nn.Embedding(self.padded_vocab_size, d_model)
+        self.encoder_positional = positional(d_model=d_model, n_heads=n_heads, max_seq_len=max_seq_len)
+        self.decoder_positional = positional(d_model=d_model, n_heads=n_heads, max_seq_len=max_seq_len)
+        self.dropout = nn.Dropout(dropout)
+        block_args = (d_model, n_heads, hidden, dropout, norm, feedforward)
+        self.encoder_layers = nn.ModuleList(EncoderBlock(*block_args) for _ in range(n_encoder_layers))
+        self.decoder_layers = nn.ModuleList(DecoderBlock(*block_args) for _ in range(n_decoder_layers))
+        self.encoder_norm = norm(d_model)
+        self.decoder_norm = norm(d_model)
+        self._init_weights(n_encoder_layers, n_decoder_layers)
+
+    # ---------------------------------------------------------------- construction helpers
+    def _init_weights(self, n_encoder_layers: int, n_decoder_layers: int) -> None:
+        """GPT-2 init: N(0, 0.02), residual output projections scaled by 1/sqrt(residual branches)."""
+        for stack, branches in ((self.encoder_layers, 2 * n_encoder_layers), (self.decoder_layers, 3 * n_decoder_layers)):
+            for module in stack.modules():
+                if isinstance(module, nn.Linear):
+                    std = 0.02 / math.sqrt(branches) if getattr(module, "is_residual_projection", False) else 0.02
+                    nn.init.normal_(module.weight, mean=0.0, std=std)
+        nn.init.normal_(self.embed.weight, mean=0.0, std=0.02)
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Parameter count; tied weights counted once. Non-embedding excludes token and position tables."""
+        total = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            total -= self.embed.weight.numel()
+            total -= sum(p.numel() for m in (self.encoder_positional, self.decoder_positional) for p in m.parameters())
+        return total
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them."""
+        self.gradient_checkpointing = enabled
+
+    def check_lengths(self, src_len: int, tgt_len: int) -> None:
+        """Fail early, naming the keys, when the data asks for longer sequences than the model allows."""
+        if max(src_len, tgt_len) > self.max_seq_len:
+            raise ConfigError(
+                f"sequences of {src_len} source / {tgt_len} target tokens exceed model.max_seq_len="
+                f"{self.max_seq_len}; raise model.max_seq_len or shorten the data lengths"
+            )
+
+    # ---------------------------------------------------------------- forward passes
+    def _run(self, block: nn.Module, *args, **kwargs) -> torch.Tensor:
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False, **kwargs)
+        return block(*args, **kwargs)
+
+    def _embed(self, tokens: torch.Tensor, positional: PositionalScheme, offset: int) -> torch.Tensor:
+        if offset + tokens.shape[1] > self.max_seq_len:
+            raise ConfigError(
+                f"a sequence of {offset + tokens.shape[1]} tokens exceeds model.max_seq_len={self.max_seq_len}; "
+                "raise model.max_seq_len or pass shorter inputs"
+            )
+        return self.dropout(positional.embed(self.embed(tokens), offset))
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Source tokens (B, S) -> memory (B, S, D). `src_mask` is bool (B, S), True for real tokens."""
+        key_mask = _key_mask(src_mask)
+        x = self._embed(src, self.encoder_positional, 0)
+        for block in self.encoder_layers:
+            x = self._run(block, x, self.encoder_positional, key_mask)
+        return self.encoder_norm(x)
+
+    def decode(
+        self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Teacher-forced decoder over the whole target (B, T) -> logits (B, T, V_padded)."""
+        key_mask = _key_mask(src_mask)
+        x = self._embed(tgt, self.decoder_positional, 0)
+        for block in self.decoder_layers:
+            x = self._run(block, x, self.decoder_positional, key_mask, memory)
+        return self._head(x)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, S), (B, T) -> logits (B, T, V_padded). Decoder position t sees target tokens <= t only."""
+        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder_norm(x) @ self.embed.weight.t()  # tied head: (B, T, D) @ (D, V)
+
+    # ---------------------------------------------------------------- incremental decoding
+    def init_cache(self, memory: torch.Tensor, src_mask: torch.Tensor | None, max_len: int) -> DecoderCache:
+        """Preallocate self-attention K/V for `max_len` target positions; project cross K/V once."""
+        if max_len > self.max_seq_len:
+            raise ConfigError(
+                f"generating {max_len} target positions exceeds model.max_seq_len={self.max_seq_len}; "
+                "lower max_new_tokens"
+            )
+        b = memory.shape[0]
+        hd = self.d_model // self.n_heads
+        n = len(self.decoder_layers)
+        shape = (n, b, self.n_heads, max_len, hd)
+        self_k = memory.new_empty(shape)
+        self_v = memory.new_empty(shape)
+        cross = [block.cross_attn.project_memory(memory) for block in self.decoder_layers]
+        return DecoderCache(
+            self_k=self_k,
+            self_v=self_v,
+            cross_k=torch.stack([k for k, _ in cross]),  # (L, B, H, S, hd)
+            cross_v=torch.stack([v for _, v in cross]),
+            cross_mask=_key_mask(src_mask),
+        )
+
+    def decode_step(self, tokens: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
+        """Feed new target tokens (B, t) after `cache.offset` earlier ones -> (logits (B, t, V_padded), cache)."""
+        offset = cache.offset
+        x = self._embed(tokens, self.decoder_positional, offset)
+        for i, block in enumerate(self.decoder_layers):
+            x = block(
+                x,
+                self.decoder_positional,
+                cache.cross_mask,
+                memory_kv=(cache.cross_k[i], cache.cross_v[i]),
+                cache=(cache.self_k[i], cache.self_v[i]),
+                offset=offset,
+            )
+        cache.offset = offset + tokens.shape[1]
+        return self._head(x), cache
+
+    # ---------------------------------------------------------------- cost model
+    def forward_flops(self, src_len: int, tgt_len: int) -> float:
+        """Matmul FLOPs of one forward pass over one (source, target) pair (2 per multiply-add).
+
+        Dense layers are 2 x their weights per token; attention scores and the weighted sum cost 4·d per
+        (query, key) pair, counting only the pairs a causal decoder actually attends (t(t+1)/2).
+        """
+        d, s, t = self.d_model, src_len, tgt_len
+        enc_dense = sum(2 * p.numel() for p in self.encoder_layers.parameters() if p.dim() == 2)
+        dec_dense = 0.0
+        cross_kv = 0.0
+        for block in self.decoder_layers:
+            weights = [p for p in block.parameters() if p.dim() == 2]
+            kv = 2 * block.cross_attn.kv.weight.numel()
+            cross_kv += kv * s  # memory projected once per source token
+            dec_dense += sum(2 * p.numel() for p in weights) - kv
+        n_dec = len(self.decoder_layers)
+        encoder = enc_dense * s + len(self.encoder_layers) * 4 * d * s * s
+        decoder = dec_dense * t + cross_kv + n_dec * (4 * d * t * (t + 1) / 2 + 4 * d * t * s)
+        head = 2 * d * self.padded_vocab_size * t
+        return float(encoder + decoder + head)
+
+    def flops_per_token(self, src_len: int, tgt_len: int, training: bool = True) -> float:
+        """FLOPs per (source + target) token; a training step is forward + backward = 3x forward."""
+        return (3.0 if training else 1.0) * self.forward_flops(src_len, tgt_len) / (src_len + tgt_len)
+
+    def summary(self) -> str:
+        total, non_emb = self.num_parameters(), self.num_parameters(non_embedding=True)
+        return (
+            f"EncoderDecoder: {total / 1e6:.2f}M parameters ({non_emb / 1e6:.2f}M non-embedding), d_model="
+            f"{self.d_model}, heads={self.n_heads}, layers={len(self.encoder_layers)}+{len(self.decoder_layers)}, "
+            f"vocab={self.vocab_size} (padded {self.padded_vocab_size})"
+        )
+
+
+def _key_mask(src_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, S) bool -> (B, 1, 1, S), broadcast over heads and queries by SDPA."""
+    return None if src_mask is None else src_mask[:, None, None, :].bool()
+
+
+def _check_config(
+    vocab_size: int, d_model: int, n_heads: int, n_encoder_layers: int, n_decoder_layers: int, max_seq_len: int,
+    dropout: float,
+) -> None:
+    problems = []
+    if vocab_size <= 0:
+        problems.append(f"vocab_size={vocab_size} must be positive (it comes from the tokenizer)")
+    if n_heads <= 0 or d_model <= 0 or d_model % n_heads:
+        problems.append(f"model.d_model={d_model} must be a positive multiple of model.n_heads={n_heads}")
+    if n_encoder_layers < 1 or n_decoder_layers < 1:
+        problems.append(
+            f"model.n_encoder_layers={n_encoder_layers} and model.n_decoder_layers={n_decoder_layers} must be >= 1"
+        )
+    if max_seq_len < 1:
+        problems.append(f"model.max_seq_len={max_seq_len} must be >= 1")
+    if not 0.0 <= dropout < 1.0:
+        problems.append(f"model.dropout={dropout} must be in [0, 1)")
+    if problems:
+        raise ConfigError("; ".join(problems))
