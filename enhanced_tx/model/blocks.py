@@ -16,7 +16,12 @@ FeedForwardFactory = Callable[..., nn.Module]
 
 class EncoderBlock(nn.Module):
     def __init__(
-        self, d_model: int, n_heads: int, hidden: int, dropout: float, norm: NormFactory,
+        self,
+        d_model: int,
+        n_heads: int,
+        hidden: int,
+        dropout: float,
+        norm: NormFactory,
         feedforward: FeedForwardFactory,
     ) -> None:
         super().__init__()
@@ -33,7 +38,12 @@ class EncoderBlock(nn.Module):
 
 class DecoderBlock(nn.Module):
     def __init__(
-        self, d_model: int, n_heads: int, hidden: int, dropout: float, norm: NormFactory,
+        self,
+        d_model: int,
+        n_heads: int,
+        hidden: int,
+        dropout: float,
+        norm: NormFactory,
         feedforward: FeedForwardFactory,
     ) -> None:
         super().__init__()

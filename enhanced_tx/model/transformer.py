@@ -60,7 +60,10 @@ class EncoderDecoder(nn.Module):
     # ---------------------------------------------------------------- construction helpers
     def _init_weights(self, n_encoder_layers: int, n_decoder_layers: int) -> None:
         """GPT-2 init: N(0, 0.02), residual output projections scaled by 1/sqrt(residual branches)."""
-        for stack, branches in ((self.encoder_layers, 2 * n_encoder_layers), (self.decoder_layers, 3 * n_decoder_layers)):
+        for stack, branches in (
+            (self.encoder_layers, 2 * n_encoder_layers),
+            (self.decoder_layers, 3 * n_decoder_layers),
+        ):
             for module in stack.modules():
                 if isinstance(module, nn.Linear):
                     std = 0.02 / math.sqrt(branches) if getattr(module, "is_residual_projection", False) else 0.02
@@ -109,9 +112,7 @@ class EncoderDecoder(nn.Module):
             x = self._run(block, x, self.encoder_positional, key_mask)
         return self.encoder_norm(x)
 
-    def decode(
-        self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def decode(self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced decoder over the whole target (B, T) -> logits (B, T, V_padded)."""
         key_mask = _key_mask(src_mask)
         x = self._embed(tgt, self.decoder_positional, 0)
@@ -206,7 +207,12 @@ def _key_mask(src_mask: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def _check_config(
-    vocab_size: int, d_model: int, n_heads: int, n_encoder_layers: int, n_decoder_layers: int, max_seq_len: int,
+    vocab_size: int,
+    d_model: int,
+    n_heads: int,
+    n_encoder_layers: int,
+    n_decoder_layers: int,
+    max_seq_len: int,
     dropout: float,
 ) -> None:
     problems = []
