@@ -89,7 +89,7 @@ class RotaryEmbedding(PositionalScheme):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def _apply(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x1, x2 = x.chunk(2, dim=-1)  # (B, H, T, hd/2) each
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
@@ -97,4 +97,4 @@ class RotaryEmbedding(PositionalScheme):
         t = q.shape[-2]
         cos = self.cos[offset : offset + t].to(q.dtype)  # (T, hd/2), broadcast over (B, H)
         sin = self.sin[offset : offset + t].to(q.dtype)
-        return self._apply(q, cos, sin), self._apply(k, cos, sin)
+        return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
