@@ -56,3 +56,70 @@ def positional(request) -> str:
 @pytest.fixture(params=[(RMSNorm, GeluMLP), (LayerNorm, SwiGLU)], ids=["rmsnorm-gelu", "layernorm-swiglu"])
 def variant(request):
     return request.param
+
+
+CONF_DIR = str((__import__("pathlib").Path(__file__).parent.parent / "conf").resolve())
+
+
+def compose_train(tmp_path, *overrides: str, config_name: str = "train"):
+    """Compose the real config as `run_train.py` would (Hydra's compose API), outputs under tmp_path.
+
+    Hydra's runtime config is registered so `hydra.runtime.choices` works, then removed from the job
+    config, as under @hydra.main.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name,
+            overrides=[
+                f"paths.output_dir={tmp_path / 'run'}",
+                f"paths.cache_dir={tmp_path / 'cache'}",
+                f"hydra.runtime.output_dir={tmp_path / 'run'}",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+TINY_TRAIN = (
+    "model.d_model=32",
+    "model.n_heads=4",
+    "model.n_encoder_layers=1",
+    "model.n_decoder_layers=1",
+    "model.max_seq_len=64",
+    "tokenizer=byte",
+    "data.src_len=16",
+    "data.tgt_len=16",
+    "trainer.batch_size=8",
+    "trainer.max_steps=6",
+    "trainer.eval_every=3",
+    "trainer.eval_batches=2",
+    "trainer.log_every=2",
+    "trainer.progress_bar=false",
+    "trainer.peak_flops=1e12",
+    "trainer.sample_max_new_tokens=4",
+    "logger=none",
+)
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    """A small English text file for the continuation objective."""
+    path = tmp_path / "corpus.txt"
+    sentences = [
+        "The quick brown fox jumps over the lazy dog.",
+        "A transformer maps a source sequence to a target sequence.",
+        "Attention lets every position look at every other position.",
+        "Checkpoints hold the full training state for an exact resume.",
+    ]
+    path.write_text("\n".join(sentences[i % 4] + f" Line {i}." for i in range(400)))
+    return path

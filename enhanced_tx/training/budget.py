@@ -1,0 +1,60 @@
+"""How long a run trains: steps, epochs and compute budgets, and its progress against them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from enhanced_tx.errors import ConfigError
+
+
+@dataclass
+class Budget:
+    """The limits of a run; the first one reached ends it. Progress (0..1) drives the LR schedule."""
+
+    max_steps: int | None = None
+    tokens: float | None = None  # non-padding source + target tokens
+    flops: float | None = None  # model FLOPs (forward + backward)
+    minutes: float | None = None  # wall clock of training steps, evaluation excluded
+
+    def __post_init__(self) -> None:
+        limits = {
+            "trainer.max_steps (or trainer.epochs)": self.max_steps,
+            "trainer.budget.tokens": self.tokens,
+            "trainer.budget.flops": self.flops,
+            "trainer.budget.minutes": self.minutes,
+        }
+        set_limits = {k: v for k, v in limits.items() if v is not None}
+        if not set_limits:
+            raise ConfigError(
+                "no training limit: set trainer.max_steps, trainer.epochs or a trainer.budget "
+                "(tokens, flops or minutes)"
+            )
+        for key, value in set_limits.items():
+            if not value > 0:
+                raise ConfigError(f"{key}={value} must be positive")
+
+    def progress(self, step: int, tokens: float, flops: float, seconds: float) -> float:
+        """The largest fraction of any limit used so far."""
+        fractions = [0.0]
+        if self.max_steps:
+            fractions.append(step / self.max_steps)
+        if self.tokens:
+            fractions.append(tokens / self.tokens)
+        if self.flops:
+            fractions.append(flops / self.flops)
+        if self.minutes:
+            fractions.append(seconds / (60.0 * self.minutes))
+        return max(fractions)
+
+    def estimated_steps(self, tokens_per_step: float, flops_per_step: float) -> int | None:
+        """A step estimate for progress bars (budgets in tokens or FLOPs are exact only in hindsight)."""
+        estimates = [self.max_steps] if self.max_steps else []
+        if self.tokens and tokens_per_step:
+            estimates.append(math.ceil(self.tokens / tokens_per_step))
+        if self.flops and flops_per_step:
+            estimates.append(math.ceil(self.flops / flops_per_step))
+        return min(estimates) if estimates else None
+
+    def as_dict(self) -> dict:
+        return {"max_steps": self.max_steps, "tokens": self.tokens, "flops": self.flops, "minutes": self.minutes}

@@ -1,0 +1,407 @@
+"""The training loop: reads like the algorithm; each concern (precision, budget, checkpoints, logging,
+preemption) lives in its own module and is called from here."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from enhanced_tx.checkpoint import CheckpointManager, capture_rng_state, load_checkpoint, restore_rng_state
+from enhanced_tx.data.collate import IGNORE_INDEX, Batch
+from enhanced_tx.data.sampling import EpochBatchSampler
+from enhanced_tx.errors import EnhancedTxError
+from enhanced_tx.training.budget import Budget
+from enhanced_tx.training.optim import OptimizerFactory, build_optimizer
+from enhanced_tx.training.precision import Precision
+from enhanced_tx.training.preemption import PreemptionGuard, TrainingInterrupted
+from enhanced_tx.training.schedule import Schedule
+from enhanced_tx.training.throughput import measure_matmul_peak
+
+
+class TrainingDiverged(EnhancedTxError):
+    """The loss stayed non-finite for too many steps in a row."""
+
+
+@dataclass
+class TrainState:
+    """Everything besides model/optimizer tensors that an exact resume needs."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0
+    batch_in_epoch: int = 0  # this rank's micro-batches consumed in the current epoch
+    tokens: int = 0  # non-padding source + target tokens seen (all ranks)
+    flops: float = 0.0  # model FLOPs spent (all ranks)
+    train_seconds: float = 0.0  # wall clock of training steps (evaluation excluded)
+    best_val_loss: float = math.inf
+    nonfinite_in_a_row: int = 0
+
+
+@dataclass
+class TrainingParts:
+    """What `Trainer.fit` needs besides its own settings; built by `enhanced_tx.training.run`."""
+
+    model: nn.Module
+    optimizer_factory: OptimizerFactory
+    schedule: Schedule
+    precision: Precision
+    train_set: Dataset
+    val_set: Dataset
+    collator: object
+    logger: object
+    run_dir: Path
+    device: torch.device
+    seed: int = 0
+    config: dict = dataclasses.field(default_factory=dict)  # resolved config, stored in checkpoints
+    sample_prompts: Sequence[torch.Tensor] = ()  # encoded prompts for greedy continuations at eval
+    decode_tokens: object = None  # ids -> text, for the sample table
+    special_ids: dict = dataclasses.field(default_factory=dict)  # bos_id, eos_id
+
+
+class Trainer:
+    """Trains an encoder-decoder with token-weighted cross-entropy; built by Hydra from `conf/trainer/`."""
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        max_steps: int | None = 1000,
+        epochs: float | None = None,
+        budget: dict | None = None,
+        gradient_accumulation_steps: int = 1,
+        max_grad_norm: float | None = 1.0,
+        eval_every: int = 200,
+        eval_batches: int = 20,
+        log_every: int = 10,
+        gradient_checkpointing: bool = False,
+        length_bucketing: bool = True,
+        compile: bool = False,
+        resume: str | None = None,
+        keep_last: int = 3,
+        save_half_precision: bool = False,
+        max_nonfinite_steps: int = 25,
+        peak_flops: float | None = None,
+        sample_max_new_tokens: int = 32,
+        progress_bar: bool = True,
+    ) -> None:
+        problems = [
+            f"trainer.{k}={v} must be >= 1"
+            for k, v in dict(
+                batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
+                eval_every=eval_every, log_every=log_every, eval_batches=eval_batches,
+            ).items()
+            if v < 1
+        ]
+        if epochs is not None and epochs <= 0:
+            problems.append(f"trainer.epochs={epochs} must be positive")
+        if problems:
+            raise EnhancedTxError("; ".join(problems))
+        self.batch_size = batch_size
+        self.max_steps = max_steps
+        self.epochs = epochs
+        self.budget_config = dict(budget or {})
+        self.accumulation = gradient_accumulation_steps
+        self.max_grad_norm = max_grad_norm
+        self.eval_every = eval_every
+        self.eval_batches = eval_batches
+        self.log_every = log_every
+        self.gradient_checkpointing = gradient_checkpointing
+        self.length_bucketing = length_bucketing
+        self.compile = compile
+        self.resume = resume
+        self.keep_last = keep_last
+        self.save_half_precision = save_half_precision
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.peak_flops = peak_flops
+        self.sample_max_new_tokens = sample_max_new_tokens
+        self.progress_bar = progress_bar
+        self.rank, self.world_size = 0, 1
+        self.is_main = True
+
+    # ------------------------------------------------------------------ data
+    def _lengths(self, dataset: Dataset):
+        return getattr(dataset, "lengths", None) if self.length_bucketing else None
+
+    def _sampler(self, dataset: Dataset, seed: int, epoch: int, start: int) -> EpochBatchSampler:
+        lengths = self._lengths(dataset)
+        return EpochBatchSampler(
+            lengths if lengths is not None else len(dataset),
+            self.batch_size,
+            seed=seed,
+            epoch=epoch,
+            start_batch=start,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+
+    def _micro_batches(self, parts: TrainingParts, state: TrainState) -> Iterator[Batch]:
+        """Endless stream of micro-batches from (epoch, batch_in_epoch); updates the position as it goes."""
+        while True:
+            sampler = self._sampler(parts.train_set, parts.seed, state.epoch, state.batch_in_epoch)
+            for indices in sampler:
+                state.batch_in_epoch += 1
+                yield parts.collator([parts.train_set[i] for i in indices]).to(parts.device)
+            state.epoch += 1
+            state.batch_in_epoch = 0
+
+    def _budget(self, parts: TrainingParts) -> Budget:
+        max_steps = self.max_steps
+        if self.epochs is not None:
+            per_epoch = len(self._sampler(parts.train_set, parts.seed, 0, 0))
+            epoch_steps = math.ceil(self.epochs * per_epoch / self.accumulation)
+            max_steps = epoch_steps if max_steps is None else min(max_steps, epoch_steps)
+        return Budget(max_steps=max_steps, **self.budget_config)
+
+    # ------------------------------------------------------------------ resume
+    def _restore(self, parts: TrainingParts, manager: CheckpointManager, optimizer, scaler) -> TrainState:
+        if not self.resume:
+            return TrainState()
+        path = manager.resolve(self.resume)
+        if path is None:  # resume=auto and nothing saved yet: a fresh start
+            return TrainState()
+        state = load_checkpoint(path)
+        parts.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"])
+        if state.get("budget"):  # the schedule is laid out over the total the run started with
+            self.budget_override = Budget(**state["budget"])
+        self.wandb_run_id = state.get("logger_run_id")
+        self._print(f"resumed from {path} at step {state['train_state']['step']}")
+        return TrainState(**state["train_state"])
+
+    def _checkpoint_state(self, parts, optimizer, scaler, state: TrainState, budget: Budget) -> dict:
+        return {
+            "model": parts.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "train_state": dataclasses.asdict(state),
+            "step": state.step,
+            "rng": capture_rng_state(),
+            "budget": budget.as_dict(),
+            "config": parts.config,
+            "logger_run_id": getattr(parts.logger, "run_id", None),
+        }
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, parts: TrainingParts) -> float:
+        """Train until the first limit; returns the best validation loss (what a sweep minimises)."""
+        model, device = parts.model.to(parts.device), parts.device
+        parts.precision.check_device(device)
+        model.set_gradient_checkpointing(self.gradient_checkpointing)
+        optimizer = build_optimizer(parts.optimizer_factory, model)
+        base_lrs = [group["lr"] for group in optimizer.param_groups]
+        scaler = parts.precision.grad_scaler(device)
+        manager = CheckpointManager(parts.run_dir / "checkpoints", keep_last=self.keep_last)
+        self.budget_override = None
+        state = self._restore(parts, manager, optimizer, scaler)
+        budget = self.budget_override or self._budget(parts)
+        forward = torch.compile(model) if self.compile else model
+        peak = self.peak_flops or measure_matmul_peak(device, parts.precision.dtype)
+
+        batches = self._micro_batches(parts, state)
+        bar = tqdm(
+            total=budget.max_steps, initial=state.step, disable=not (self.progress_bar and self.is_main),
+            desc="train", dynamic_ncols=True,
+        )
+        window = {"loss_sum": 0.0, "targets": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0, "steps": 0}
+        progress = budget.progress(state.step, state.tokens, state.flops, state.train_seconds)
+        with PreemptionGuard() as guard:
+            while progress < 1.0:
+                model.train()
+                lr_factor = parts.schedule(progress)
+                for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = base * lr_factor
+                started = time.perf_counter()
+                step_stats = self._optimizer_step(forward, model, optimizer, scaler, parts, batches)
+                loss_sum, targets, tokens, grad_norm, flops = step_stats
+                elapsed = time.perf_counter() - started
+
+                state.step += 1
+                state.tokens += tokens
+                state.flops += flops
+                state.train_seconds += elapsed
+                if math.isfinite(loss_sum) and math.isfinite(grad_norm):
+                    state.nonfinite_in_a_row = 0
+                    window["loss_sum"] += loss_sum
+                    window["targets"] += targets
+                else:
+                    state.nonfinite_in_a_row += 1
+                    if state.nonfinite_in_a_row >= self.max_nonfinite_steps:
+                        raise TrainingDiverged(
+                            f"the loss was non-finite for {state.nonfinite_in_a_row} steps in a row (step "
+                            f"{state.step}); lower optimizer.lr, raise trainer.max_grad_norm clipping, or use "
+                            "precision=bf16/fp32"
+                        )
+                for key, value in (("tokens", tokens), ("seconds", elapsed), ("flops", flops), ("steps", 1)):
+                    window[key] += value
+                progress = budget.progress(state.step, state.tokens, state.flops, state.train_seconds)
+                bar.update(1)
+
+                if state.step % self.log_every == 0 or progress >= 1.0:
+                    self._log_train(parts, bar, window, state, optimizer, grad_norm, peak)
+                    window = dict.fromkeys(window, 0)
+                    window["loss_sum"] = 0.0
+                if state.step % self.eval_every == 0 or progress >= 1.0:
+                    self._evaluate_and_save(parts, optimizer, scaler, state, budget, manager)
+                if guard.signum is not None:
+                    if state.step % self.eval_every and progress < 1.0:  # not just saved above
+                        self._save(parts, optimizer, scaler, state, budget, manager, is_best=False)
+                    bar.close()
+                    raise TrainingInterrupted(guard.signum, state.step)
+        bar.close()
+        if self.is_main:
+            from enhanced_tx.checkpoint import save_model_weights_only
+
+            save_model_weights_only(model, parts.run_dir / "model.safetensors", half_precision=self.save_half_precision)
+        return state.best_val_loss
+
+    def _optimizer_step(self, forward, model, optimizer, scaler, parts, batches) -> tuple:
+        """One update over `accumulation` micro-batches; the loss is the mean over all their target tokens.
+
+        Returns (loss_sum, targets, tokens, grad_norm, flops) as Python numbers: the step's one host sync.
+        """
+        micro = [next(batches) for _ in range(self.accumulation)]
+        targets = torch.stack([b.num_tgt_tokens for b in micro]).sum()
+        denominator = targets.clamp(min=1).float() / self.world_size  # DDP averages gradients over ranks
+        loss_sum = torch.zeros((), device=parts.device)
+        flops = 0.0
+        for i, batch in enumerate(micro):
+            with self._no_sync(model, last=i == len(micro) - 1), parts.precision.autocast(parts.device):
+                logits = forward(batch.src, batch.tgt_in, batch.src_mask)
+                summed = F.cross_entropy(
+                    logits.flatten(0, 1).float(), batch.labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+                )
+            loss = summed / denominator
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            loss_sum += summed.detach()
+            # forward + backward = 3x the forward's matmul FLOPs, at the batch's (padded) shapes
+            flops += 3.0 * len(batch) * model.forward_flops(batch.src.shape[1], batch.tgt_in.shape[1])
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        # max_norm=inf measures the norm without clipping
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm or math.inf)
+        tokens = torch.stack([b.num_tokens for b in micro]).sum()
+        stats = torch.stack([loss_sum, targets.float(), tokens.float(), grad_norm.float()])
+        stats = self._all_reduce_stats(stats)
+        loss_value, target_count, token_count, norm = stats.tolist()  # the one host sync of the step
+        if scaler is not None:
+            scaler.step(optimizer)  # skips the update itself when gradients overflowed
+            scaler.update()
+        elif math.isfinite(loss_value) and math.isfinite(norm):
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss_value, int(target_count), int(token_count), norm, flops * self.world_size
+
+    def _no_sync(self, model, last: bool):
+        """Hook for DDP: skip the gradient all-reduce on all but the last micro-batch."""
+        import contextlib
+
+        no_sync = getattr(model, "no_sync", None)
+        return contextlib.nullcontext() if last or no_sync is None else no_sync()
+
+    def _all_reduce_stats(self, stats: torch.Tensor) -> torch.Tensor:
+        """Hook for distributed training: sum loss/token counts over ranks (grad norm is already global)."""
+        return stats
+
+    # ------------------------------------------------------------------ logging, evaluation, saving
+    def _print(self, message: str) -> None:
+        if self.is_main:
+            tqdm.write(message)
+
+    def _log_train(self, parts, bar, window, state, optimizer, grad_norm, peak) -> None:
+        loss = window["loss_sum"] / max(window["targets"], 1)
+        seconds = max(window["seconds"], 1e-9)
+        achieved = window["flops"] / seconds
+        metrics = {
+            "train/loss": loss,
+            "train/lr": optimizer.param_groups[0]["lr"],
+            "train/grad_norm": grad_norm,
+            "train/epoch": state.epoch,
+            "perf/tokens_per_s": window["tokens"] / seconds,
+            "perf/tokens": state.tokens,
+            "perf/flops": state.flops,
+            "perf/tflops_per_s": achieved / 1e12,
+            "perf/mfu": achieved / (peak * self.world_size),
+            "perf/train_minutes": state.train_seconds / 60,
+            "perf/global_batch": self.batch_size * self.accumulation * self.world_size,
+        }
+        if parts.device.type == "cuda":
+            metrics["perf/max_memory_gb"] = torch.cuda.max_memory_allocated(parts.device) / 2**30
+        bar.set_postfix(
+            loss=f"{loss:.3f}", lr=f"{metrics['train/lr']:.2e}", tok_s=f"{metrics['perf/tokens_per_s']:.0f}"
+        )
+        if self.is_main:
+            parts.logger.log(metrics, step=state.step)
+
+    @torch.no_grad()
+    def evaluate(self, parts: TrainingParts) -> float:
+        """Mean cross-entropy per target token over up to `eval_batches` validation batches (fixed order)."""
+        model = parts.model.eval()
+        total = torch.zeros((), device=parts.device, dtype=torch.float64)
+        count = torch.zeros((), device=parts.device, dtype=torch.float64)
+        sampler = EpochBatchSampler(
+            len(parts.val_set), self.batch_size, shuffle=False, rank=self.rank, world_size=self.world_size
+        )
+        for i, indices in enumerate(sampler):
+            if i >= self.eval_batches:
+                break
+            batch = parts.collator([parts.val_set[j] for j in indices]).to(parts.device)
+            with parts.precision.autocast(parts.device):
+                logits = model(batch.src, batch.tgt_in, batch.src_mask)
+            total += F.cross_entropy(
+                logits.flatten(0, 1).float(), batch.labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+            count += batch.num_tgt_tokens
+        total, count = self._all_reduce_stats(torch.stack([total, count])).tolist()
+        return total / max(count, 1.0)
+
+    def _samples(self, parts: TrainingParts) -> list[list[str]]:
+        if not parts.sample_prompts or parts.decode_tokens is None:
+            return []
+        from enhanced_tx.generation import GreedySampler, generate
+
+        rows = []
+        model = parts.model.eval()
+        for prompt in parts.sample_prompts:
+            src = prompt[None].to(parts.device)
+            with parts.precision.autocast(parts.device):
+                out = generate(
+                    model, src, max_new_tokens=self.sample_max_new_tokens, sampler=GreedySampler(),
+                    bos_id=parts.special_ids["bos_id"], eos_id=parts.special_ids["eos_id"],
+                )
+            rows.append([parts.decode_tokens(prompt.tolist()), parts.decode_tokens(out[0].tolist())])
+        return rows
+
+    def _evaluate_and_save(self, parts, optimizer, scaler, state, budget, manager) -> None:
+        val_loss = self.evaluate(parts)
+        finite_model = all(torch.isfinite(p).all() for p in parts.model.parameters())
+        is_best = math.isfinite(val_loss) and finite_model and val_loss < state.best_val_loss
+        if is_best:
+            state.best_val_loss = val_loss
+        if self.is_main:
+            metrics = {
+                "val/loss": val_loss,
+                "val/perplexity": math.exp(min(val_loss, 50.0)),
+                "val/best_loss": state.best_val_loss,
+            }
+            parts.logger.log(metrics, step=state.step)
+            samples = self._samples(parts)
+            if samples:
+                parts.logger.log_table("val/samples", ["prompt", "continuation"], samples, step=state.step)
+            shown = " | ".join(f"{p!r} -> {c!r}" for p, c in samples[:1])
+            self._print(f"step {state.step}: val/loss {val_loss:.4f} (ppl {metrics['val/perplexity']:.1f}) {shown}")
+        self._save(parts, optimizer, scaler, state, budget, manager, is_best)
+
+    def _save(self, parts, optimizer, scaler, state, budget, manager, is_best: bool) -> None:
+        if self.is_main:
+            manager.save(self._checkpoint_state(parts, optimizer, scaler, state, budget), state.step, is_best=is_best)
