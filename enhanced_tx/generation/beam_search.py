@@ -1,0 +1,124 @@
+"""Beam search with Hugging Face's semantics, vectorised over the batch.
+
+Each input keeps `num_beams` live beams. Every step scores all `num_beams * V` continuations by their summed
+log-probability and takes the best `2 * num_beams`: those that end (EOS, or the last allowed step) and
+rank among the first `num_beams` become finished hypotheses, scored `sum_logprobs / length**length_penalty`
+(length counts the generated tokens, EOS included); the best `num_beams` that do not end live on.
+An input is done when it holds `num_beams` finished hypotheses (`early_stopping=True`), or, with
+`early_stopping=False`, also when no live beam can beat the worst of them (HF's heuristic).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from enhanced_tx.errors import ConfigError
+from enhanced_tx.generation.logits import apply_processors, build_processors
+from enhanced_tx.generation.samplers import OnToken, Sampler
+from enhanced_tx.generation.steppers import Stepper
+
+NEG_INF = -math.inf
+
+
+def _take(tensor: Tensor, index: Tensor) -> Tensor:
+    """Rows of `tensor` [B, N, ...] at `index` [B, M] along dim 1 -> [B, M, ...]."""
+    return tensor.gather(1, index.view(*index.shape, *([1] * (tensor.dim() - 2))).expand(-1, -1, *tensor.shape[2:]))
+
+
+def _trim_after_first_eos(tokens: Tensor, eos_id: int) -> Tensor:
+    """[B, T] padded with eos_id -> [B, n], n the longest row up to and including its first EOS."""
+    if tokens.shape[1] == 0:
+        return tokens
+    is_eos = tokens == eos_id  # (B, T)
+    lengths = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, tokens.shape[1])  # (B,)
+    return tokens[:, : int(lengths.max())]
+
+
+class BeamSearch(Sampler):
+    """Keeps the `num_beams` best partial sequences per input; returns the best finished one."""
+
+    def __init__(
+        self,
+        num_beams: int = 4,
+        length_penalty: float = 1.0,
+        early_stopping: bool = True,
+        no_repeat_ngram_size: int = 0,
+        repetition_penalty: float = 1.0,
+    ) -> None:
+        if not isinstance(num_beams, int) or num_beams < 1:
+            raise ConfigError(f"num_beams must be an integer >= 1, got {num_beams!r}")
+        if not isinstance(early_stopping, bool):
+            raise ConfigError(f"early_stopping must be true or false, got {early_stopping!r}")
+        self.num_beams = num_beams
+        self.length_penalty = float(length_penalty)
+        self.early_stopping = early_stopping
+        # Applied to log-probabilities, as Hugging Face does in beam search.
+        self.processors = build_processors(
+            repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size
+        )
+
+    def search(
+        self,
+        stepper: Stepper,
+        *,
+        max_new_tokens: int,
+        bos_id: int,
+        eos_id: int,
+        generator: torch.Generator | None = None,
+        on_token: OnToken | None = None,
+    ) -> Tensor:
+        """Deterministic (`generator` is unused). Beams change until the end, so `on_token` is called for
+        every position of the best sequences once the search is over."""
+        b, k, t_max, device = stepper.batch_size, self.num_beams, max_new_tokens, stepper.device
+        rows = torch.arange(b, device=device)  # (B,)
+        stepper.reorder(rows.repeat_interleave(k))  # every input now has k rows: (B*K)
+
+        live = torch.full((b, k, t_max), eos_id, dtype=torch.long, device=device)  # (B, K, T) live beams
+        live_scores = torch.full((b, k), NEG_INF, device=device)  # (B, K) summed log-probs
+        live_scores[:, 0] = 0.0  # start from one beam, or the first step would pick k copies of each token
+        done_seqs = live.clone()  # (B, K, T) finished hypotheses, best first
+        done_scores = torch.full((b, k), NEG_INF, device=device)  # (B, K) length-normalised
+        done = torch.zeros(b, dtype=torch.bool, device=device)  # (B,) no hypothesis can be added any more
+        in_top_k = torch.arange(2 * k, device=device) < k  # (2K,) candidate ranks allowed to finish
+        tokens = torch.full((b * k, 1), bos_id, dtype=torch.long, device=device)  # (B*K, 1)
+
+        for step in range(t_max):
+            logprobs = stepper(tokens).log_softmax(-1)  # (B*K, V)
+            logprobs = apply_processors(self.processors, logprobs, live.view(b * k, t_max)[:, :step])
+            v = logprobs.shape[-1]
+            totals = (live_scores[:, :, None] + logprobs.view(b, k, v)).view(b, k * v)  # (B, K*V)
+            cand_scores, cand = totals.topk(2 * k, dim=-1)  # (B, 2K), best first
+            parent, token = cand // v, cand % v  # (B, 2K) each
+            cand_seqs = _take(live, parent).clone()  # (B, 2K, T)
+            cand_seqs[:, :, step] = token
+            ends = (token == eos_id) | (step == t_max - 1)  # (B, 2K)
+
+            # Finished: ending candidates among the first k, merged with the earlier ones; keep the best k.
+            length = step + 1
+            new_scores = (cand_scores / length**self.length_penalty).masked_fill(
+                ~ends | ~in_top_k | done[:, None], NEG_INF
+            )
+            done_scores, best = torch.cat([done_scores, new_scores], 1).topk(k, dim=-1)  # (B, K)
+            done_seqs = _take(torch.cat([done_seqs, cand_seqs], 1), best)  # (B, K, T)
+
+            # Live: the best k candidates that do not end.
+            live_scores, keep = cand_scores.masked_fill(ends, NEG_INF).topk(k, dim=-1)  # (B, K)
+            live = _take(cand_seqs, keep)  # (B, K, T)
+            stepper.reorder((parent.gather(1, keep) + rows[:, None] * k).view(-1))  # (B*K,)
+            tokens = live[:, :, step].reshape(b * k, 1)
+
+            full = done_scores[:, -1] > NEG_INF  # (B,) k finished hypotheses
+            if not self.early_stopping:
+                full &= live_scores[:, 0] / length**self.length_penalty <= done_scores[:, -1]
+            done |= full
+            if done.all():  # one host sync per step
+                break
+
+        best = _trim_after_first_eos(done_seqs[:, 0], eos_id)  # (B, n)
+        if on_token is not None:
+            for position in range(best.shape[1]):
+                on_token(position, best[:, position])
+        return best
