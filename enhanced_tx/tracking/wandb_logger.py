@@ -1,0 +1,118 @@
+"""Weights & Biases logging: one W&B run per training run, files inside the run folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from enhanced_tx.errors import ConfigError
+
+from .logger import MetricLogger
+from .wandb_mode import resolve_wandb_mode, wandb_api_key_configured
+
+_MAX_TAG = 64  # W&B rejects longer tags
+
+
+class WandbLogger(MetricLogger):
+    """Logs to W&B as well as ``metrics.jsonl``.
+
+    ``mode=None`` runs online only when an API key is configured (``WANDB_API_KEY``, or a netrc entry
+    for the W&B host) and offline otherwise; ``online``/``offline``/``disabled`` force it. W&B writes to
+    ``<run_dir>/wandb/``. ``settings`` passes further ``wandb.Settings`` fields (e.g. ``console: "off"``).
+    """
+
+    def __init__(
+        self,
+        project: str = "enhanced-tx",
+        entity: str | None = None,
+        mode: str | None = None,
+        tags: Iterable[str] = (),
+        notes: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.project = project
+        self.entity = entity
+        self.mode = mode
+        self.tags = list(tags or ())
+        self.notes = notes
+        self.settings = dict(settings or {})
+        self._run: Any = None
+        self._run_id: str | None = None
+        self.resolved_mode: str | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id
+
+    def _backend_start(
+        self,
+        config: dict[str, Any],
+        choices: dict[str, str | None],
+        tags: list[str],
+        group: str | None,
+        name: str | None,
+        job_type: str | None,
+        resume_id: str | None,
+    ) -> None:
+        mode = resolve_wandb_mode(self.mode)
+        self.resolved_mode = mode
+        if mode == "disabled":
+            return  # nothing to do: skip even importing wandb
+        if mode == "online" and not wandb_api_key_configured():
+            # wandb.init would prompt for a key on a terminal and hang a batch job elsewhere
+            raise ConfigError(
+                "logger.mode=online but no W&B API key is configured; run `wandb login` or set "
+                "WANDB_API_KEY, or use logger.mode=offline"
+            )
+        import wandb
+
+        settings = wandb.Settings(mode=mode, **self.settings)
+        self._run = wandb.init(
+            project=self.project,
+            entity=self.entity,
+            dir=os.fspath(self.run_dir),
+            config={**config, "choices": choices},
+            tags=_unique_tags([*self.tags, *tags, *choice_tags(choices)]),
+            group=group,
+            name=name,
+            job_type=job_type,
+            notes=self.notes,
+            id=resume_id,
+            resume="allow" if resume_id else None,
+            reinit="finish_previous",  # one process runs several jobs in a sweep
+            settings=settings,
+        )
+        self._run_id = self._run.id
+        self._run.define_metric("val/loss", summary="min")
+
+    def _backend_log(self, metrics: dict[str, Any], step: int) -> None:
+        if self._run is not None:
+            self._run.log(metrics, step=step)
+
+    def _backend_log_table(self, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:
+        if self._run is not None:
+            import wandb
+
+            # mixed types: a column of mostly text with one number must not end a training run
+            table = wandb.Table(columns=columns, data=rows, allow_mixed_types=True)
+            self._run.log({key: table}, step=step)
+
+    def _backend_summary(self, values: dict[str, Any]) -> None:
+        if self._run is not None:
+            self._run.summary.update(values)
+
+    def _backend_finish(self, exit_code: int) -> None:
+        if self._run is not None:
+            run, self._run = self._run, None
+            run.finish(exit_code=exit_code)
+
+
+def choice_tags(choices: Mapping[str, str | None]) -> list[str]:
+    """``group=option`` tags for the run's config-group choices, without Hydra's own groups."""
+    return [f"{group}={option}" for group, option in choices.items() if option and not group.startswith("hydra")]
+
+
+def _unique_tags(tags: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(str(t)[:_MAX_TAG] for t in tags if t))
