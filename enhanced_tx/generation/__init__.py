@@ -5,6 +5,7 @@
 - `steppers`: next-token scores from the KV-cached decoder (or a full recompute, the reference).
 - `samplers`: greedy and multinomial sampling, token by token; `beam_search`: beam search.
 - `decode`: `generate(model, src, src_mask, *, max_new_tokens, sampler, bos_id, eos_id, ...)`.
+- `loading`: rebuild a trained run folder (config, tokenizer, weights); `run`: the task behind run_generate.py.
 """
 
 from enhanced_tx.generation.beam_search import BeamSearch

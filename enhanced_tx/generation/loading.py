@@ -1,0 +1,90 @@
+"""Rebuild a trained run for generation: its resolved config, its tokenizer and a weights file.
+
+A training run folder (what `run_train.py` writes) holds `config.resolved.yaml` (every `${...}` resolved:
+the model is rebuilt from this, not from `.hydra/config.yaml`), `tokenizer/` (save_pretrained),
+`checkpoints/{best,last,step_N}.pt` (full training state) and `model.safetensors` (weights only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from transformers import PreTrainedTokenizerFast
+
+from enhanced_tx.checkpoint import CheckpointManager, load_model_weights
+from enhanced_tx.errors import ConfigError
+from enhanced_tx.model import EncoderDecoder
+from enhanced_tx.training.run import RESOLVED_CONFIG, TOKENIZER_DIR
+
+WEIGHTS_ONLY = "model.safetensors"
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    model: EncoderDecoder  # in eval mode, on the requested device and dtype
+    tokenizer: PreTrainedTokenizerFast
+    config: DictConfig  # the run's resolved training config
+    run_dir: Path
+    weights: Path  # the file the weights came from
+
+
+def _weight_files(run_dir: Path) -> list[Path]:
+    return [p for p in [run_dir / WEIGHTS_ONLY, *(run_dir / CHECKPOINT_DIR).glob("*.pt")] if p.is_file()]
+
+
+def find_latest_run(roots: Sequence[str | Path]) -> Path:
+    """The training run under `roots` whose weights were written last (runs without weights are skipped)."""
+    newest: tuple[float, Path] | None = None
+    for root in map(Path, roots):
+        for config in root.glob(f"**/{RESOLVED_CONFIG}") if root.is_dir() else ():
+            written = [p.stat().st_mtime for p in _weight_files(config.parent)]
+            if written and (newest is None or max(written) > newest[0]):
+                newest = (max(written), config.parent)
+    if newest is None:
+        searched = ", ".join(str(Path(r).resolve()) for r in roots)
+        raise ConfigError(f"run=latest found no trained run (with weights) under {searched}; train one first")
+    return newest[1]
+
+
+def resolve_run_dir(run: str | Path, roots: Sequence[str | Path]) -> Path:
+    """`latest` (see `find_latest_run`) or a run folder."""
+    run_dir = find_latest_run(roots) if str(run) == "latest" else Path(run).expanduser()
+    if not (run_dir / RESOLVED_CONFIG).is_file():
+        raise ConfigError(
+            f"run={run_dir} is not a training run folder (no {RESOLVED_CONFIG}); pass run=latest or the "
+            "folder run_train.py printed"
+        )
+    return run_dir
+
+
+def resolve_weights(run_dir: Path, checkpoint: str | Path) -> Path:
+    """`best`, `last`, `auto` (newest good checkpoint), or a file: as given, or relative to the run folder
+    (e.g. `model.safetensors` or `checkpoints/step_400.pt`)."""
+    spec = Path(str(checkpoint)).expanduser()
+    if not spec.is_file() and (run_dir / spec).is_file():
+        return run_dir / spec
+    return CheckpointManager(run_dir / CHECKPOINT_DIR).resolve(str(checkpoint))
+
+
+def load_run(
+    run_dir: str | Path,
+    checkpoint: str | Path = "best",
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> LoadedRun:
+    """Model (weights cast to `dtype`, eval mode) and tokenizer of a run folder."""
+    run_dir = Path(run_dir)
+    weights = resolve_weights(run_dir, checkpoint)
+    config = OmegaConf.load(run_dir / RESOLVED_CONFIG)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir / TOKENIZER_DIR))
+    model = instantiate(config.model, vocab_size=len(tokenizer))
+    load_model_weights(model, weights)
+    model = model.to(device=device, dtype=dtype).eval()
+    return LoadedRun(model=model, tokenizer=tokenizer, config=config, run_dir=run_dir, weights=weights)

@@ -1,0 +1,23 @@
+"""Generate from a trained run: `python run_generate.py run=latest prompt="..." sampler=top_p max_new_tokens=100`.
+
+Rebuilds the model and tokenizer from the run folder's resolved config (see conf/generate.yaml for the keys).
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from enhanced_tx.cli import guarded
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="generate")
+@guarded
+def main(cfg: DictConfig) -> None:
+    from enhanced_tx.generation.run import generate_text
+
+    generate_text(cfg)
+
+
+if __name__ == "__main__":
+    main()
