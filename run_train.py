@@ -6,10 +6,14 @@ Returns the best validation loss, the value an Optuna sweep minimises.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 from enhanced_tx.cli import guarded, translate_legacy_flags
+from enhanced_tx.launch import prepare_argv
+from enhanced_tx.overrides import check_group_options
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -22,4 +26,6 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     translate_legacy_flags()
+    prepare_argv()  # trainer.strategy=ddp; under torchrun: one shared run folder, only rank 0 writes .hydra/
+    check_group_options(Path(__file__).parent / "conf")
     main()

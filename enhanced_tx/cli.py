@@ -2,20 +2,25 @@
 
 - `translate_legacy_flags`: the seed project's `--flags` become Hydra overrides.
 - `guarded`: errors a user can cause end as one line and a non-zero exit (full traceback with
-  HYDRA_FULL_ERROR=1); inside a multirun a failing job is recorded and the sweep goes on.
+  HYDRA_FULL_ERROR=1); inside a multirun a failing job is recorded (FAILED.json) and returns the worst value
+  for the sweeper (+inf when minimising), the sweep goes on, and it exits non-zero at the end
+  (enhanced_tx/sweeps/callbacks.py). Under the joblib launcher each job limits its torch threads.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import math
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from enhanced_tx.errors import EnhancedTxError
+from enhanced_tx.sweeps.dirnames import register_resolvers
+from enhanced_tx.sweeps.failures import FAILURE_FILE, clear_failure
+from enhanced_tx.sweeps.failures import record_failure as _write_failure
+
+register_resolvers()  # ${short_dirname:...} in conf/hydra/default.yaml: before Hydra resolves a job folder
 
 # seed flag -> (override key, value for a bare flag)
 LEGACY_FLAGS: dict[str, tuple[str, str | None]] = {
@@ -30,7 +35,7 @@ LEGACY_FLAGS: dict[str, tuple[str, str | None]] = {
     "--lr": ("optimizer.lr", None),
     "--seed": ("seed", None),
 }
-FAILURE_FILE = "FAILED.json"
+__all__ = ["FAILURE_FILE", "LEGACY_FLAGS", "guarded", "one_line", "record_failure", "translate_legacy_flags"]
 
 
 def translate_legacy_flags(argv: list[str] | None = None) -> list[str]:
@@ -80,39 +85,67 @@ def _in_multirun() -> bool:
 
 
 def one_line(error: BaseException) -> str:
+    error = _unwrap(error)
     message = " ".join(str(error).split()) or type(error).__name__
     return f"{type(error).__name__}: {message}" if not isinstance(error, EnhancedTxError) else message
 
 
-def record_failure(output_dir: str | os.PathLike, error: BaseException) -> None:
+def _unwrap(error: BaseException) -> BaseException:
+    """The error a user caused, not Hydra's "Error in call to target ..." wrapper around it."""
+    try:
+        from hydra.errors import InstantiationException
+    except ImportError:
+        return error
+    while isinstance(error, InstantiationException) and isinstance(error.__cause__, Exception):
+        error = error.__cause__
+    return error
+
+
+def record_failure(output_dir: str | os.PathLike, error: BaseException) -> Path:
     """Leave a marker in the job folder that the sweep report and the end-of-sweep check read."""
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(output_dir) / FAILURE_FILE).write_text(json.dumps({"error": one_line(error)}) + "\n")
+    from enhanced_tx.sweeps.job import hydra_config
+
+    hydra = hydra_config()
+    job = hydra.job if hydra is not None else {}
+    return _write_failure(output_dir, one_line(error), job.get("num"), job.get("override_dirname") or None)
+
+
+def _output_dir(cfg) -> str | None:
+    return cfg.get("paths", {}).get("output_dir") if hasattr(cfg, "get") else None
 
 
 def guarded(task: Callable) -> Callable:
-    """Wrap a Hydra task so that failures are one line, a non-zero exit, or (in a sweep) a NaN metric."""
+    """Wrap a Hydra task so that failures are one line, a non-zero exit, or (in a sweep) the worst metric."""
 
     @functools.wraps(task)
     def wrapper(cfg):
+        from enhanced_tx.sweeps.job import failed_job_value, hydra_config, limit_torch_threads
         from enhanced_tx.training.preemption import TrainingInterrupted
 
         full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+        multirun = _in_multirun()
+        if multirun:
+            if _output_dir(cfg):
+                clear_failure(_output_dir(cfg))  # a job run again in its folder starts clean
+            limit_torch_threads()
         try:
             return task(cfg)
         except TrainingInterrupted as interrupted:
             print(str(interrupted), file=sys.stderr)
             raise SystemExit(interrupted.exit_code) from None  # in a sweep too: a signal stops the sweep
         except Exception as error:
-            if _in_multirun():
-                output_dir = cfg.get("paths", {}).get("output_dir") if hasattr(cfg, "get") else None
-                print(f"job failed: {one_line(error)}", file=sys.stderr)
-                if output_dir:
-                    record_failure(output_dir, error)
+            if multirun:
+                job = hydra_config().job
+                overrides = job.get("override_dirname") or "no overrides"
+                print(f"job {job.get('num')} ({overrides}) failed: {one_line(error)}", file=sys.stderr)
+                if _output_dir(cfg):
+                    record_failure(_output_dir(cfg), error)
                 if full:
                     raise
-                return math.nan
-            if full or not isinstance(error, _user_errors()):
+                return failed_job_value()  # not NaN: the Optuna sweeper crashes on NaN
+            if _output_dir(cfg) and Path(_output_dir(cfg)).is_dir():
+                record_failure(_output_dir(cfg), error)  # the folder says "failed", not "a result"
+            if full or not isinstance(_unwrap(error), _user_errors()):
                 raise
             print(f"error: {one_line(error)}", file=sys.stderr)
             raise SystemExit(1) from None
