@@ -1,0 +1,82 @@
+"""Hydra callback configured in conf/hydra/default.yaml (``hydra.callbacks.sweep``).
+
+- Before a multirun: a persistent Optuna storage with packages optuna 2.x cannot use is a one-line error
+  (instead of an AssertionError from deep inside optuna).
+- After a multirun: one line per failed job (read from the ``FAILED.json`` files under the sweep folder, so
+  it works for every launcher: basic, joblib, submitit) and exit status 1 when any job failed.
+
+Runs in the launching process; imports neither torch nor the training code.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from .failures import find_failures
+
+# optuna<3 (pinned by hydra-optuna-sweeper) works with these only; `pip install -e ".[optuna-storage]"`
+STORAGE_REQUIREMENTS = {"sqlalchemy": (2, 0), "alembic": (1, 14)}  # package: first incompatible version
+
+
+class SweepCallback(Callback):
+    """Checks around a multirun; configured for every run, does nothing in single runs."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        problem = storage_problem(OmegaConf.select(config, "hydra.sweeper.storage"))
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            raise SystemExit(1)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        failures = find_failures(sweep_dir)
+        if not failures:
+            return
+        jobs = count_jobs(sweep_dir)
+        for failure in failures:
+            print(f"FAILED {failure.describe()}  [{failure.job_dir}]", file=sys.stderr)
+        print(
+            f"{len(failures)} of {jobs} jobs failed; compare: python -m enhanced_tx.tracking.report {sweep_dir}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)  # a BaseException: Hydra's callback runner does not swallow it
+
+
+def count_jobs(sweep_dir: Path) -> int:
+    """Job folders under a sweep: those holding Hydra's ``.hydra/`` record."""
+    return sum(1 for _ in sweep_dir.rglob(".hydra/overrides.yaml"))
+
+
+def storage_problem(storage: Any) -> str | None:
+    """Why an Optuna storage URL cannot work with the installed packages, or None."""
+    if not isinstance(storage, str) or "://" not in storage:
+        return None  # null (in memory) or a storage object configured with _target_
+    found = []
+    for package, (major, minor) in STORAGE_REQUIREMENTS.items():
+        try:
+            version = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found.append(f"{package} missing")
+            continue
+        if _version_tuple(version) >= (major, minor):
+            found.append(f"{package} {version}")
+    if not found:
+        return None
+    return (
+        f"hydra.sweeper.storage={storage} needs sqlalchemy<2 and alembic<1.14 with optuna 2.x "
+        f"(found {', '.join(found)}): pip install -e '.[optuna-storage]', or leave storage null (in memory)"
+    )
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
