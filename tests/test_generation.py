@@ -199,6 +199,22 @@ def test_generate_restores_training_mode_and_needs_no_grad():
     assert model.training and not out.requires_grad
 
 
+def test_decoding_avoids_cudnn_attention_and_restores_the_setting(monkeypatch):
+    """cuDNN attention plans per shape; decoding has a new key length every step (10x slower on an H200)."""
+    model = _lively_model()
+    decode_step, seen = model.decode_step, []
+
+    def recording_step(tokens, cache):
+        seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return decode_step(tokens, cache)
+
+    monkeypatch.setattr(model, "decode_step", recording_step)
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    _gen(model, *_sources([5]), max_new_tokens=3)
+    assert seen == [False] * 3
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
 def test_zero_new_tokens_gives_an_empty_result():
     model = _lively_model()
     src, mask = _sources([5, 3])
@@ -342,3 +358,45 @@ def test_an_invalid_sampler_value_fails_when_the_config_is_built():
     with pytest.raises(Exception, match=r"top_p must be in \(0, 1\] \(1.0 disables it\), got 1.5") as info:
         _compose_sampler("+sampler=top_p", "sampler.top_p=1.5")
     assert isinstance(info.value.__cause__, ConfigError)  # Hydra wraps it; the entry point can unwrap it
+
+
+# ----------------------------------------------------------------------------- on a GPU
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_greedy_with_cache_equals_greedy_without():
+    model = _lively_model().cuda()
+    src, mask = (t.cuda() for t in _sources([9, 5, 7]))
+    cached = _gen(model, src, mask, max_new_tokens=32)
+    assert torch.equal(cached, _gen(model, src, mask, max_new_tokens=32, use_cache=False))
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize(
+    "sampler",
+    [GreedySampler(), MultinomialSampler(top_p=0.9, top_k=50, repetition_penalty=1.2, no_repeat_ngram_size=3),
+     BeamSearch(num_beams=4)],
+    ids=["greedy", "sample", "beam"],
+)
+def test_cuda_decoding_syncs_the_host_once_per_step(sampler):
+    import warnings
+
+    model = _lively_model().cuda()
+    src, mask = (t.cuda() for t in _sources([9, 5, 7]))
+    kwargs = dict(max_new_tokens=16, sampler=sampler, bos_id=BOS, eos_id=10**6)  # an EOS never generated
+    generate(model, src, mask, generator=torch.Generator("cuda").manual_seed(0), **kwargs)  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = generate(model, src, mask, generator=torch.Generator("cuda").manual_seed(0), **kwargs)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert out.shape[1] == 16
+    # At least one: the detector sees the per-step EOS check. At most one per step, plus beam search's final trim.
+    assert 1 <= len(syncs) <= 16 + 1, [f"{w.filename}:{w.lineno}" for w in syncs]
