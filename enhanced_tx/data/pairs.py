@@ -73,7 +73,10 @@ class PairsData:
         val_fraction: float = 0.05,
         skip_bad_lines: bool = False,
         seed: int = 0,
+        max_tokens_per_batch: int | None = None,
     ) -> None:
+        if max_tokens_per_batch is not None and max_tokens_per_batch < 1:
+            raise DataError(f"data.max_tokens_per_batch={max_tokens_per_batch} must be >= 1 (or null: off)")
         if max_src_len < 1 or max_tgt_len < 2:
             raise DataError(
                 f"data.max_src_len={max_src_len} must be >= 1 and data.max_tgt_len={max_tgt_len} >= 2 "
@@ -91,6 +94,7 @@ class PairsData:
         self.val_fraction = val_fraction
         self.skip_bad_lines = skip_bad_lines
         self.seed = seed
+        self.max_tokens_per_batch = max_tokens_per_batch  # read by the trainer's batch sampler
         self._split: tuple[list[Pair], list[Pair]] | None = None
 
     def _read(self, path: str, key: str) -> list[Pair]:

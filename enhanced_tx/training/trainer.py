@@ -21,6 +21,7 @@ from enhanced_tx.data.collate import IGNORE_INDEX, Batch
 from enhanced_tx.data.sampling import EpochBatchSampler
 from enhanced_tx.errors import EnhancedTxError
 from enhanced_tx.training.budget import Budget
+from enhanced_tx.training.loss import token_loss_sum
 from enhanced_tx.training.optim import OptimizerFactory, build_optimizer
 from enhanced_tx.training.precision import Precision
 from enhanced_tx.training.preemption import PreemptionGuard, TrainingInterrupted
@@ -43,6 +44,7 @@ class TrainState:
     flops: float = 0.0  # model FLOPs spent (all ranks)
     train_seconds: float = 0.0  # wall clock of training steps (evaluation excluded)
     best_val_loss: float = math.inf
+    best_monitored: float | None = None  # best trainer.monitor value when it is not val/loss
     nonfinite_in_a_row: int = 0
 
 
@@ -64,7 +66,9 @@ class TrainingParts:
     config: dict = dataclasses.field(default_factory=dict)  # resolved config, stored in checkpoints
     sample_prompts: Sequence[torch.Tensor] = ()  # encoded prompts for greedy continuations at eval
     decode_tokens: object = None  # ids -> text, for the sample table
-    special_ids: dict = dataclasses.field(default_factory=dict)  # bos_id, eos_id
+    special_ids: dict = dataclasses.field(default_factory=dict)  # bos_id, eos_id, pad_id
+    val_references: Sequence[str] = ()  # untokenized targets of val_set, in order (pairs): for eval_generate
+    max_tokens_per_batch: int | None = None  # token budget per micro-batch (data.max_tokens_per_batch)
 
 
 class Trainer:
@@ -91,6 +95,11 @@ class Trainer:
         peak_flops: float | None = None,
         sample_max_new_tokens: int = 32,
         progress_bar: bool = True,
+        label_smoothing: float = 0.0,
+        init_from: str | None = None,
+        eval_generate: int = 0,
+        eval_generate_max_new_tokens: int | None = None,
+        monitor: str = "val/loss",
     ) -> None:
         problems = [
             f"trainer.{k}={v} must be >= 1"
@@ -102,6 +111,7 @@ class Trainer:
         ]
         if epochs is not None and epochs <= 0:
             problems.append(f"trainer.epochs={epochs} must be positive")
+        problems += _check_evaluation_settings(label_smoothing, eval_generate, monitor)
         if problems:
             raise EnhancedTxError("; ".join(problems))
         self.batch_size = batch_size
@@ -123,6 +133,12 @@ class Trainer:
         self.peak_flops = peak_flops
         self.sample_max_new_tokens = sample_max_new_tokens
         self.progress_bar = progress_bar
+        self.label_smoothing = label_smoothing
+        self.init_from = init_from
+        self.eval_generate = eval_generate
+        self.eval_generate_max_new_tokens = eval_generate_max_new_tokens
+        self.monitor = monitor
+        self.max_tokens_per_batch: int | None = None  # set from TrainingParts in fit
         self.rank, self.world_size = 0, 1
         self.is_main = True
 
@@ -132,9 +148,12 @@ class Trainer:
 
     def _sampler(self, dataset: Dataset, seed: int, epoch: int, start: int) -> EpochBatchSampler:
         lengths = self._lengths(dataset)
+        if self.max_tokens_per_batch is not None:  # token budget: needs lengths, implies bucketing
+            lengths = _dataset_lengths(dataset)
         return EpochBatchSampler(
             lengths if lengths is not None else len(dataset),
             self.batch_size,
+            max_tokens=self.max_tokens_per_batch,
             seed=seed,
             epoch=epoch,
             start_batch=start,
@@ -194,7 +213,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, parts: TrainingParts) -> float:
-        """Train until the first limit; returns the best validation loss (what a sweep minimises)."""
+        """Train until the first limit; returns the best `monitor` value (val/loss: what a sweep minimises)."""
+        self._configure_from_parts(parts)
+        if self.init_from and not self._resuming(parts):  # weights only: no optimizer, schedule or step
+            from enhanced_tx.training.warm_start import warm_start
+
+            source = warm_start(parts.model, self.init_from)
+            self._print(f"warm start: weights from {source} (fresh optimizer, schedule and step counter)")
         model, device = parts.model.to(parts.device), parts.device
         parts.precision.check_device(device)
         model.set_gradient_checkpointing(self.gradient_checkpointing)
@@ -263,7 +288,7 @@ class Trainer:
             from enhanced_tx.checkpoint import save_model_weights_only
 
             save_model_weights_only(model, parts.run_dir / "model.safetensors", half_precision=self.save_half_precision)
-        return state.best_val_loss
+        return self.best_value(state)
 
     def _optimizer_step(self, forward, model, optimizer, scaler, parts, batches) -> tuple:
         """One update over `accumulation` micro-batches; the loss is the mean over all their target tokens.
@@ -278,8 +303,8 @@ class Trainer:
         for i, batch in enumerate(micro):
             with self._no_sync(model, last=i == len(micro) - 1), parts.precision.autocast(parts.device):
                 logits = forward(batch.src, batch.tgt_in, batch.src_mask)
-                summed = F.cross_entropy(
-                    logits.flatten(0, 1).float(), batch.labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+                summed = token_loss_sum(
+                    logits, batch.labels, vocab_size=parts.model.vocab_size, label_smoothing=self.label_smoothing
                 )
             loss = summed / denominator
             (scaler.scale(loss) if scaler is not None else loss).backward()
@@ -385,23 +410,114 @@ class Trainer:
     def _evaluate_and_save(self, parts, optimizer, scaler, state, budget, manager) -> None:
         val_loss = self.evaluate(parts)
         finite_model = all(torch.isfinite(p).all() for p in parts.model.parameters())
+        generated = self._generation_metrics(parts)
         is_best = math.isfinite(val_loss) and finite_model and val_loss < state.best_val_loss
         if is_best:
             state.best_val_loss = val_loss
+        if self.monitor != "val/loss":
+            is_best = finite_model and self._improves(generated[self.monitor], state)
+            if is_best:
+                state.best_monitored = generated[self.monitor]
         if self.is_main:
             metrics = {
                 "val/loss": val_loss,
                 "val/perplexity": math.exp(min(val_loss, 50.0)),
                 "val/best_loss": state.best_val_loss,
+                **generated,
             }
+            if self.monitor != "val/loss":
+                metrics[self.best_key] = state.best_monitored
             parts.logger.log(metrics, step=state.step)
             samples = self._samples(parts)
             if samples:
                 parts.logger.log_table("val/samples", ["prompt", "continuation"], samples, step=state.step)
             shown = " | ".join(f"{p!r} -> {c!r}" for p, c in samples[:1])
-            self._print(f"step {state.step}: val/loss {val_loss:.4f} (ppl {metrics['val/perplexity']:.1f}) {shown}")
+            scores = "".join(f" {k.removeprefix('val/')} {v:.2f}" for k, v in generated.items())
+            self._print(
+                f"step {state.step}: val/loss {val_loss:.4f} (ppl {metrics['val/perplexity']:.1f}){scores} {shown}"
+            )
         self._save(parts, optimizer, scaler, state, budget, manager, is_best)
+
+    # ------------------------------------------------------------------ generation metrics, monitor
+    @property
+    def best_key(self) -> str:
+        """Where the best monitored value is logged and summarised: val/best_loss, val/best_bleu, ..."""
+        return "val/best_" + self.monitor.removeprefix("val/")
+
+    def best_value(self, state: TrainState) -> float:
+        """What fit returns: the best val/loss, or the best monitored metric (-inf if never measured)."""
+        if self.monitor == "val/loss":
+            return state.best_val_loss
+        return -math.inf if state.best_monitored is None else state.best_monitored
+
+    def _improves(self, value: float, state: TrainState) -> bool:
+        if not math.isfinite(value):
+            return False
+        return state.best_monitored is None or value > state.best_monitored  # bleu/chrf: higher is better
+
+    def _resuming(self, parts: TrainingParts) -> bool:
+        """A resume that finds a checkpoint wins over init_from (a warm-started run resumes as itself)."""
+        if not self.resume:
+            return False
+        return CheckpointManager(parts.run_dir / "checkpoints").resolve(self.resume) is not None
+
+    def _configure_from_parts(self, parts: TrainingParts) -> None:
+        """Settings that come with the parts (the data's token budget); refuses impossible combinations."""
+        self.max_tokens_per_batch = parts.max_tokens_per_batch
+        if self.eval_generate and not parts.val_references:
+            raise EnhancedTxError(
+                f"trainer.eval_generate={self.eval_generate} needs reference translations: use data=pairs, "
+                "or set trainer.eval_generate=0"
+            )
+        if self.eval_generate and not {"bos_id", "eos_id", "pad_id"} <= set(parts.special_ids):
+            raise EnhancedTxError("trainer.eval_generate needs bos_id, eos_id and pad_id in TrainingParts.special_ids")
+
+    def _generation_metrics(self, parts: TrainingParts) -> dict[str, float]:
+        """val/bleu and val/chrf of greedy outputs for the first eval_generate validation pairs (or {})."""
+        if not self.eval_generate:
+            return {}
+        from enhanced_tx.evaluation.during_training import default_max_new_tokens, generation_metrics
+
+        max_tgt_len = (parts.config.get("data") or {}).get("max_tgt_len")
+        return generation_metrics(
+            parts.model,
+            parts.val_set,
+            parts.val_references,
+            self.eval_generate,
+            special_ids=parts.special_ids,
+            decode_tokens=parts.decode_tokens,
+            batch_size=self.batch_size,
+            max_new_tokens=self.eval_generate_max_new_tokens
+            or default_max_new_tokens(parts.model.max_seq_len, max_tgt_len),
+            device=parts.device,
+            autocast=lambda: parts.precision.autocast(parts.device),
+        )
 
     def _save(self, parts, optimizer, scaler, state, budget, manager, is_best: bool) -> None:
         if self.is_main:
             manager.save(self._checkpoint_state(parts, optimizer, scaler, state, budget), state.step, is_best=is_best)
+
+
+def _dataset_lengths(dataset: Dataset):
+    lengths = getattr(dataset, "lengths", None)
+    if lengths is None:
+        raise EnhancedTxError(
+            f"data.max_tokens_per_batch needs per-item lengths, which {type(dataset).__name__} does not "
+            "provide; use data=pairs"
+        )
+    return lengths
+
+
+def _check_evaluation_settings(label_smoothing: float, eval_generate: int, monitor: str) -> list[str]:
+    from enhanced_tx.evaluation.during_training import MONITORS
+
+    problems = []
+    if not 0.0 <= label_smoothing < 1.0:
+        problems.append(f"trainer.label_smoothing={label_smoothing} must be in [0, 1)")
+    if eval_generate < 0:
+        problems.append(f"trainer.eval_generate={eval_generate} must be >= 0 (0 = off)")
+    if monitor not in MONITORS:
+        problems.append(f"trainer.monitor={monitor} must be one of {', '.join(MONITORS)}")
+    elif monitor != "val/loss" and not eval_generate:
+        problems.append(f"trainer.monitor={monitor} needs trainer.eval_generate > 0 (sentences to translate)")
+    return problems

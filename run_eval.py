@@ -1,0 +1,25 @@
+"""Evaluate a trained run on a test set: `python run_eval.py run=latest data=pairs data.path=test.jsonl`.
+
+Pairs: decodes every source (any sampler) and reports corpus BLEU and chrF (sacrebleu, with signatures),
+exact match, mean output length and tokens/s. Text / sample data: loss and perplexity. Results go to
+`<run>/eval/<name>.json` (and `.jsonl` with every hypothesis) and to the run's W&B run. See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from enhanced_tx.cli import guarded
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+@guarded
+def main(cfg: DictConfig) -> None:
+    from enhanced_tx.evaluation.run import evaluate
+
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
