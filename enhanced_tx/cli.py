@@ -124,9 +124,9 @@ def guarded(task: Callable) -> Callable:
 
         full = os.environ.get("HYDRA_FULL_ERROR") == "1"
         multirun = _in_multirun()
+        if _output_dir(cfg):
+            clear_failure(_output_dir(cfg))  # a run started again in its folder (resume) is no longer failed
         if multirun:
-            if _output_dir(cfg):
-                clear_failure(_output_dir(cfg))  # a job run again in its folder starts clean
             limit_torch_threads()
         try:
             return task(cfg)
