@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from enhanced_tx.sweeps.failures import record_failure
-from enhanced_tx.tracking.report import build_report, main
+from enhanced_tx.tracking.report import build_report, latest_sweep, main
 from enhanced_tx.tracking.report_table import short_value, swept_keys
 from enhanced_tx.tracking.sweep_reader import read_sweep
 
@@ -200,3 +200,13 @@ def test_cli_writes_the_report_and_reports_a_missing_folder(sweep, tmp_path, cap
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main([str(empty)]) == 1
+
+
+def test_latest_is_the_newest_sweep_folder(tmp_path, monkeypatch):
+    for name in ("2025-01-01/09-00-00", "2025-01-02/08-00-00", "2025-01-01/23-00-00"):
+        make_job(tmp_path / "multirun" / name, 0, {"norm": "a"}, [1.0])
+    monkeypatch.chdir(tmp_path)
+    assert latest_sweep() == Path("multirun/2025-01-02/08-00-00")
+    assert main(["latest", "--no-plots"]) == 0
+    assert (tmp_path / "multirun/2025-01-02/08-00-00/report.md").exists()
+    assert not (tmp_path / "multirun/2025-01-01/23-00-00/report.md").exists()

@@ -63,18 +63,29 @@ def _plots(out: Path, rows: list[Row], groups: list[Group], metric: str, mode: s
     return plot_report(out, rows, groups, metric, mode, optuna=sweep.optuna is not None)
 
 
+def latest_sweep(root: str | os.PathLike = "multirun") -> Path:
+    """The newest ``multirun/DATE/TIME`` folder (names sort by time)."""
+    sweeps = sorted(p for p in Path(root).glob("*/*") if p.is_dir())
+    if not sweeps:
+        raise FileNotFoundError(f"no sweep folders under {Path(root).resolve()}")
+    return sweeps[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m enhanced_tx.tracking.report",
         description="Compare the jobs of a Hydra sweep folder: report.md, report.csv and PNG plots in it.",
     )
-    parser.add_argument("sweep_dir", help="the sweep folder, e.g. multirun/2025-01-01/12-00-00")
+    parser.add_argument(
+        "sweep_dir", help="the sweep folder (multirun/DATE/TIME), or 'latest': the newest under multirun/"
+    )
     parser.add_argument("--metric", default="val/loss", help="metric to rank by (default: val/loss)")
     parser.add_argument("--mode", choices=("min", "max"), default="min", help="min: lower is better (default)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     args = parser.parse_args(argv)
     try:
-        report = build_report(args.sweep_dir, args.metric, args.mode, plots=not args.no_plots)
+        sweep_dir = latest_sweep() if args.sweep_dir == "latest" else Path(args.sweep_dir)
+        report = build_report(sweep_dir, args.metric, args.mode, plots=not args.no_plots)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
