@@ -27,6 +27,7 @@ class CorpusScores:
     bleu_signature: str
     chrf_signature: str
     bleu_verbose: str  # sacrebleu's one-line BLEU report: n-gram precisions, brevity penalty, lengths
+    chrf_verbose: str  # sacrebleu's one-line chrF report ("chrF2 = ..." or "chrF2++ = ...")
     count: int
     bleu_details: dict = field(default_factory=dict)
 
@@ -60,6 +61,7 @@ def corpus_scores(
         bleu_signature=str(bleu.get_signature()),
         chrf_signature=str(chrf.get_signature()),
         bleu_verbose=str(bleu_score),
+        chrf_verbose=str(chrf_score),
         count=len(hyps),
         bleu_details={
             "precisions": [float(p) for p in bleu_score.precisions],

@@ -119,7 +119,7 @@ def _language_model(cfg: DictConfig, run: LoadedRun, data, device) -> dict:
 
 def _print_translation(record: dict) -> None:
     print(record["bleu_verbose"])
-    print(f"chrF{'++' if '+' in record['chrf_signature'] else ''} = {record['chrf']:.2f}")
+    print(record["chrf_verbose"])
     print(f"sacrebleu signatures: BLEU {record['bleu_signature']}  chrF {record['chrf_signature']}")
     print(
         f"exact match {record['exact_match']:.2f}%  mean output {record['mean_output_tokens']:.1f} tokens  "
