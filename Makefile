@@ -2,6 +2,7 @@ PYTHON ?= python
 # A plain `torch` requirement on a machine without torch pulls a multi-GB CUDA build;
 # install the CPU wheel first where no torch is importable.
 TORCH_VERSION ?= 2.13.0
+SWEEP ?= latest
 
 .PHONY: install train generate test test-all lint bench report clean
 
@@ -30,7 +31,7 @@ bench: install
 	$(PYTHON) -m enhanced_tx.bench $(ARGS)
 
 report: install
-	$(PYTHON) -m enhanced_tx.tracking.report $(SWEEP)
+	$(PYTHON) -m enhanced_tx.tracking.report $(SWEEP) $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache
