@@ -4,7 +4,7 @@ PYTHON ?= python
 TORCH_VERSION ?= 2.13.0
 SWEEP ?= latest
 
-.PHONY: install train generate test test-all lint bench report clean
+.PHONY: install train generate eval test test-all lint bench report clean
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
@@ -18,6 +18,9 @@ train: install
 generate: install
 	$(PYTHON) run_generate.py run=latest $(ARGS)
 
+eval: install
+	$(PYTHON) run_eval.py $(ARGS)
+
 test: install
 	$(PYTHON) -m pytest -m "not slow" -q $(ARGS)
 
@@ -25,7 +28,7 @@ test-all: install
 	$(PYTHON) -m pytest -q $(ARGS)
 
 lint: install
-	$(PYTHON) -m ruff check enhanced_tx tests run_train.py run_generate.py
+	$(PYTHON) -m ruff check enhanced_tx tests benchmarks run_train.py run_generate.py run_eval.py
 
 bench: install
 	$(PYTHON) -m enhanced_tx.bench $(ARGS)

@@ -67,17 +67,19 @@ def test_token_budget_counts_non_padding_tokens_exactly(tmp_path):
 
 def test_minutes_budget_stops_within_one_step_and_finishes_the_schedule(tmp_path):
     parts = copy_parts(tmp_path)
-    parts.schedule = WarmupCosine(warmup=0.1, min_lr_ratio=0.1)
-    minutes = 0.03
+    schedule = WarmupCosine(warmup=0.1, min_lr_ratio=0.1)
+    parts.schedule = schedule
+    minutes, base = 0.03, 1e-3
     quiet_trainer(max_steps=None, budget={"minutes": minutes}, eval_every=10_000).fit(parts)
     rows = [r for r in _rows(tmp_path) if "perf/train_minutes" in r]
     assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))  # log_every=1: one row per step
     # stopped at the first step boundary past the limit: under it before the last step, over it after
     assert rows[-2]["perf/train_minutes"] < minutes <= rows[-1]["perf/train_minutes"]
-    lrs = [r["train/lr"] for r in rows]
-    base = 1e-3
-    assert lrs[-1] < 0.2 * base  # the cosine reached (close to) its floor of 0.1 x lr
-    assert max(lrs) > 0.9 * base
+    # every step's LR is the schedule at the budget fraction used before that step: laid out over the minutes
+    used_before = [0.0] + [r["perf/train_minutes"] / minutes for r in rows[:-1]]
+    for row, progress in zip(rows, used_before, strict=True):
+        assert row["train/lr"] == pytest.approx(base * schedule(progress), rel=1e-9)
+    assert used_before[-1] > 0.5 and rows[-1]["perf/train_minutes"] / minutes >= 1.0  # the schedule ran out
 
 
 def test_the_first_limit_reached_ends_the_run(tmp_path):
