@@ -21,6 +21,7 @@ from enhanced_tx.data.collate import IGNORE_INDEX, Batch
 from enhanced_tx.data.sampling import EpochBatchSampler
 from enhanced_tx.errors import EnhancedTxError
 from enhanced_tx.training.budget import Budget
+from enhanced_tx.training.distributed import SingleProcess, rescale_position
 from enhanced_tx.training.loss import token_loss_sum
 from enhanced_tx.training.optim import OptimizerFactory, build_optimizer
 from enhanced_tx.training.precision import Precision
@@ -100,6 +101,7 @@ class Trainer:
         eval_generate: int = 0,
         eval_generate_max_new_tokens: int | None = None,
         monitor: str = "val/loss",
+        strategy: SingleProcess | None = None,
     ) -> None:
         problems = [
             f"trainer.{k}={v} must be >= 1"
@@ -139,8 +141,19 @@ class Trainer:
         self.eval_generate_max_new_tokens = eval_generate_max_new_tokens
         self.monitor = monitor
         self.max_tokens_per_batch: int | None = None  # set from TrainingParts in fit
-        self.rank, self.world_size = 0, 1
-        self.is_main = True
+        self.strategy = strategy if strategy is not None else SingleProcess()  # conf/trainer/strategy/
+
+    @property
+    def rank(self) -> int:
+        return self.strategy.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.strategy.world_size
+
+    @property
+    def is_main(self) -> bool:
+        return self.strategy.is_main
 
     # ------------------------------------------------------------------ data
     def _lengths(self, dataset: Dataset):
@@ -187,8 +200,7 @@ class Trainer:
         if path is None:  # resume=auto and nothing saved yet: a fresh start
             return TrainState()
         state = load_checkpoint(path)
-        parts.model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        self.strategy.load_weights(state, path, parts.model, optimizer)  # full or sharded, any world size
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
@@ -196,7 +208,12 @@ class Trainer:
             self.budget_override = Budget(**state["budget"])
         self.wandb_run_id = state.get("logger_run_id")
         self._print(f"resumed from {path} at step {state['train_state']['step']}")
-        return TrainState(**state["train_state"])
+        train_state = TrainState(**state["train_state"])
+        saved = state.get("world_size", 1), state.get("batch_size", self.batch_size)  # another world size?
+        train_state.batch_in_epoch = rescale_position(
+            train_state.batch_in_epoch, *saved, self.world_size, self.batch_size
+        )
+        return train_state
 
     def _checkpoint_state(self, parts, optimizer, scaler, state: TrainState, budget: Budget) -> dict:
         return {
@@ -205,6 +222,8 @@ class Trainer:
             "scaler": scaler.state_dict() if scaler is not None else None,
             "train_state": dataclasses.asdict(state),
             "step": state.step,
+            "world_size": self.world_size,
+            "batch_size": self.batch_size,
             "rng": capture_rng_state(),
             "budget": budget.as_dict(),
             "config": parts.config,
@@ -223,6 +242,7 @@ class Trainer:
         model, device = parts.model.to(parts.device), parts.device
         parts.precision.check_device(device)
         model.set_gradient_checkpointing(self.gradient_checkpointing)
+        wrapped = self.strategy.wrap(model, parts.precision)  # DDP wrapper, or `model` sharded in place (FSDP)
         optimizer = build_optimizer(parts.optimizer_factory, model)
         base_lrs = [group["lr"] for group in optimizer.param_groups]
         scaler = parts.precision.grad_scaler(device)
@@ -230,7 +250,7 @@ class Trainer:
         self.budget_override = None
         state = self._restore(parts, manager, optimizer, scaler)
         budget = self.budget_override or self._budget(parts)
-        forward = torch.compile(model) if self.compile else model
+        forward = torch.compile(wrapped) if self.compile else wrapped
         peak = self.peak_flops or measure_matmul_peak(device, parts.precision.dtype)
 
         batches = self._micro_batches(parts, state)
@@ -278,16 +298,19 @@ class Trainer:
                     window["loss_sum"] = 0.0
                 if state.step % self.eval_every == 0 or progress >= 1.0:
                     self._evaluate_and_save(parts, optimizer, scaler, state, budget, manager)
-                if guard.signum is not None:
+                signum = self.strategy.agreed_signal(guard.signum)  # all ranks stop after the same step
+                if signum is not None:
                     if state.step % self.eval_every and progress < 1.0:  # not just saved above
                         self._save(parts, optimizer, scaler, state, budget, manager, is_best=False)
                     bar.close()
-                    raise TrainingInterrupted(guard.signum, state.step)
+                    raise TrainingInterrupted(signum, state.step)
         bar.close()
-        if self.is_main:
-            from enhanced_tx.checkpoint import save_model_weights_only
+        from enhanced_tx.checkpoint import save_model_weights_only
 
-            save_model_weights_only(model, parts.run_dir / "model.safetensors", half_precision=self.save_half_precision)
+        with self.strategy.full_model(model) as full:  # FSDP: gathered from the shards (every rank takes part)
+            if self.is_main:
+                weights = parts.run_dir / "model.safetensors"
+                save_model_weights_only(full, weights, half_precision=self.save_half_precision)
         return self.best_value(state)
 
     def _optimizer_step(self, forward, model, optimizer, scaler, parts, batches) -> tuple:
@@ -297,7 +320,8 @@ class Trainer:
         """
         micro = [next(batches) for _ in range(self.accumulation)]
         targets = torch.stack([b.num_tgt_tokens for b in micro]).sum()
-        denominator = targets.clamp(min=1).float() / self.world_size  # DDP averages gradients over ranks
+        # the step's target tokens on all ranks; divided by world size because DDP/FSDP average gradients
+        denominator = self._all_reduce_stats(targets.float()).clamp(min=1) / self.world_size
         loss_sum = torch.zeros((), device=parts.device)
         flops = 0.0
         for i, batch in enumerate(micro):
@@ -314,10 +338,10 @@ class Trainer:
         if scaler is not None:
             scaler.unscale_(optimizer)
         # max_norm=inf measures the norm without clipping
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm or math.inf)
+        grad_norm = self.strategy.clip_grad_norm(model.parameters(), self.max_grad_norm or math.inf)
         tokens = torch.stack([b.num_tokens for b in micro]).sum()
-        stats = torch.stack([loss_sum, targets.float(), tokens.float(), grad_norm.float()])
-        stats = self._all_reduce_stats(stats)
+        counts = self._all_reduce_stats(torch.stack([loss_sum, targets.float(), tokens.float()]))
+        stats = torch.cat([counts, grad_norm.float().reshape(1)])  # the norm is global already: not summed
         loss_value, target_count, token_count, norm = stats.tolist()  # the one host sync of the step
         if scaler is not None:
             scaler.step(optimizer)  # skips the update itself when gradients overflowed
@@ -328,15 +352,12 @@ class Trainer:
         return loss_value, int(target_count), int(token_count), norm, flops * self.world_size
 
     def _no_sync(self, model, last: bool):
-        """Hook for DDP: skip the gradient all-reduce on all but the last micro-batch."""
-        import contextlib
-
-        no_sync = getattr(model, "no_sync", None)
-        return contextlib.nullcontext() if last or no_sync is None else no_sync()
+        """Skip the gradient all-reduce on all but the last micro-batch (DDP/FSDP; see the strategy)."""
+        return self.strategy.no_sync(last)
 
     def _all_reduce_stats(self, stats: torch.Tensor) -> torch.Tensor:
-        """Hook for distributed training: sum loss/token counts over ranks (grad norm is already global)."""
-        return stats
+        """Sum loss/token counts over ranks (grad norm is already global)."""
+        return self.strategy.all_reduce(stats)
 
     # ------------------------------------------------------------------ logging, evaluation, saving
     def _print(self, message: str) -> None:
@@ -410,7 +431,10 @@ class Trainer:
     def _evaluate_and_save(self, parts, optimizer, scaler, state, budget, manager) -> None:
         val_loss = self.evaluate(parts)
         finite_model = all(torch.isfinite(p).all() for p in parts.model.parameters())
-        generated = self._generation_metrics(parts)
+        with self.strategy.full_model(parts.model) as full:  # FSDP: a plain copy, gathered, for generation
+            inference = dataclasses.replace(parts, model=full)
+            generated = self._generation_metrics(inference)
+            samples = self._samples(inference) if self.is_main else []
         is_best = math.isfinite(val_loss) and finite_model and val_loss < state.best_val_loss
         if is_best:
             state.best_val_loss = val_loss
@@ -428,7 +452,6 @@ class Trainer:
             if self.monitor != "val/loss":
                 metrics[self.best_key] = state.best_monitored
             parts.logger.log(metrics, step=state.step)
-            samples = self._samples(parts)
             if samples:
                 parts.logger.log_table("val/samples", ["prompt", "continuation"], samples, step=state.step)
             shown = " | ".join(f"{p!r} -> {c!r}" for p, c in samples[:1])
@@ -494,8 +517,14 @@ class Trainer:
         )
 
     def _save(self, parts, optimizer, scaler, state, budget, manager, is_best: bool) -> None:
-        if self.is_main:
-            manager.save(self._checkpoint_state(parts, optimizer, scaler, state, budget), state.step, is_best=is_best)
+        self.strategy.save_checkpoint(  # every rank: rank 0 writes; FSDP ranks write their shards too
+            manager,
+            lambda: self._checkpoint_state(parts, optimizer, scaler, state, budget),
+            parts.model,
+            optimizer,
+            state.step,
+            is_best,
+        )
 
 
 def _dataset_lengths(dataset: Dataset):

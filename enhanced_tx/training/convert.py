@@ -1,0 +1,66 @@
+"""Turn a run's checkpoint (sharded DCP from FSDP, or a full `.pt`) into a weights-only `.safetensors` file.
+
+    python -m enhanced_tx.training.convert RUN_DIR [--checkpoint best|last|auto|PATH] [--output FILE] [--half]
+
+Runs in one process, at any world size the checkpoint was written at. The model is rebuilt from the run's
+`config.resolved.yaml` and `tokenizer/`. Default output: `RUN_DIR/<checkpoint name>.safetensors`
+(`best.safetensors`, `step_400.safetensors`, ...); `run_generate.py run=RUN_DIR checkpoint=best.safetensors`
+reads it. FSDP runs also write `model.safetensors` (the final weights) when training ends.
+
+Sharded checkpoints are read with torch.distributed.checkpoint, whose metadata is a pickle: convert only
+checkpoints from your own runs, and share the `.safetensors` file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from enhanced_tx.checkpoint import CheckpointError, CheckpointManager, save_model_weights_only
+from enhanced_tx.errors import EnhancedTxError
+
+
+def convert(
+    run_dir: str | Path, checkpoint: str = "best", output: str | Path | None = None, half_precision: bool = False
+) -> Path:
+    """Write the weights of `checkpoint` (of the run in `run_dir`) to a `.safetensors` file; returns its path."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from transformers import PreTrainedTokenizerFast
+
+    from enhanced_tx.training.run import RESOLVED_CONFIG, TOKENIZER_DIR
+    from enhanced_tx.training.sharded_checkpoint import load_model
+
+    run_dir = Path(run_dir)
+    if not (run_dir / RESOLVED_CONFIG).is_file():
+        raise EnhancedTxError(f"{run_dir} is not a training run folder (no {RESOLVED_CONFIG})")
+    source = CheckpointManager(run_dir / "checkpoints").resolve(checkpoint)
+    if source is None:
+        raise CheckpointError(f"no usable checkpoint in {run_dir / 'checkpoints'}")
+    config = OmegaConf.load(run_dir / RESOLVED_CONFIG)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir / TOKENIZER_DIR))
+    model = load_model(source, instantiate(config.model, vocab_size=len(tokenizer)))
+    target = Path(output) if output is not None else run_dir / f"{source.stem}.safetensors"
+    save_model_weights_only(model, target, half_precision=half_precision)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m enhanced_tx.training.convert", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", help="a training run folder (with config.resolved.yaml and checkpoints/)")
+    parser.add_argument("--checkpoint", default="best", help="best (default), last, auto, or a checkpoint path")
+    parser.add_argument("--output", default=None, help="the .safetensors (or .pt) file to write")
+    parser.add_argument("--half", action="store_true", help="store floating-point weights as fp16")
+    args = parser.parse_args(argv)
+    try:
+        written = convert(args.run_dir, args.checkpoint, args.output, args.half)
+    except (EnhancedTxError, FileNotFoundError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    print(f"wrote {written}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
