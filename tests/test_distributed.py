@@ -8,6 +8,7 @@ order differs), and grad norms within 1e-5 relative.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -149,20 +150,35 @@ def _overrides(folder: Path, corpus: Path, *extra: str) -> list[str]:
     ]
 
 
-def _torchrun(cwd: Path, *overrides: str, nproc: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
+def _torchrun(cwd: Path, *overrides: str, nproc: int = 2, timeout: float = 120) -> str:
+    """Run a torchrun job to the end (its ranks are killed if it does not finish); returns its output."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    done = subprocess.run(
+    job = subprocess.Popen(
         [*command, str(ROOT / "run_train.py"), *overrides],
         cwd=cwd,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=timeout,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    try:
+        output, _ = job.communicate(timeout=timeout)
+    finally:
+        job.kill()
+        _kill_ranks(next(o for o in overrides if o.startswith("paths.cache_dir=")))
+    assert job.returncode == 0, output[-5000:]
+    return output
+
+
+def _kill_ranks(argument: str) -> None:
+    """Never leave ranks behind: one stuck in a collective outlives torchrun and ignores a first SIGTERM."""
+    import signal
+
+    for pid in _worker_pids(argument) if Path("/proc/self/environ").exists() else []:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _metrics(run_dir: Path) -> list[dict]:
@@ -258,22 +274,19 @@ def test_a_torchrun_job_makes_one_run_folder_and_one_wandb_run(tmp_path):
     assert [m["step"] for m in _metrics(run_dir) if "train/loss" in m] == [2]  # logged once, by rank 0
 
 
-def _worker_pids(rank: int) -> list[int]:
-    """Processes of a torchrun job with this RANK (read from /proc: Linux only)."""
+def _worker_pids(argument: str, rank: int | None = None) -> list[int]:
+    """The ranks (or one rank) of a torchrun job with this command-line argument, from /proc (Linux)."""
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                environ = (entry / "environ").read_bytes().split(b"\0")
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if (
-                f"RANK={rank}".encode() in environ
-                and b"run_train.py" in cmdline
-                and b"TORCHELASTIC_RUN_ID" in b"".join(environ)
-            ):
-                found.append(int(entry.name))
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argument.encode() in cmdline and (rank is None or f"RANK={rank}".encode() in environ):
+            found.append(int(entry.name))
     return found
 
 
@@ -305,12 +318,13 @@ def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step_with_a_checkp
             if (run_dir / "metrics.jsonl").exists() and "train/loss" in (run_dir / "metrics.jsonl").read_text():
                 break
             time.sleep(0.2)
-        pids = _worker_pids(rank=1)
+        pids = _worker_pids(f"hydra.run.dir={run_dir}", rank=1)
         assert len(pids) == 1, "rank 1 not found"
         os.kill(pids[0], signal.SIGTERM)  # a preemption notice that reaches one rank only
         output, _ = job.communicate(timeout=90)
-    finally:
+    finally:  # never leave ranks behind (a rank stuck in a collective ignores a first SIGTERM)
         job.kill()
+        _kill_ranks(f"hydra.run.dir={run_dir}")
     step = read_checkpoint_step(run_dir / "checkpoints" / "last.pt")
     assert 2 <= step < 5000
     assert output.count(f"SIGTERM at step {step}: checkpoint saved") == 2, output[-3000:]  # both ranks, same step
