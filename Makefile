@@ -3,8 +3,9 @@ PYTHON ?= python
 # install the CPU wheel first where no torch is importable.
 TORCH_VERSION ?= 2.13.0
 SWEEP ?= latest
+NPROC ?= 2
 
-.PHONY: install train generate eval test test-all lint bench report clean
+.PHONY: install train train-ddp train-fsdp convert generate eval test test-all lint bench report clean
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
@@ -14,6 +15,15 @@ install:
 train: install
 	$(PYTHON) run_train.py $(ARGS)
 	$(PYTHON) run_generate.py run=latest prompt="The transformer architecture is" max_new_tokens=60
+
+train-ddp: install
+	torchrun --standalone --nproc_per_node=$(NPROC) run_train.py trainer.strategy=ddp $(ARGS)
+
+train-fsdp: install
+	torchrun --standalone --nproc_per_node=$(NPROC) run_train.py trainer.strategy=fsdp precision=bf16 $(ARGS)
+
+convert: install
+	$(PYTHON) -m enhanced_tx.training.convert $(RUN) $(ARGS)
 
 generate: install
 	$(PYTHON) run_generate.py run=latest $(ARGS)

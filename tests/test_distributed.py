@@ -241,6 +241,11 @@ def test_fsdp_trains_like_one_process_and_its_checkpoint_resumes_in_one_process(
     final = load_file(run_dir / "model.safetensors")
     converted = load_file(convert(run_dir, "last"))
     assert final.keys() == converted.keys() and all(torch.equal(final[k], converted[k]) for k in final)
+    # generation loads the sharded checkpoint directly, in one process
+    from enhanced_tx.generation.loading import load_run
+
+    loaded = load_run(run_dir, "last").model.state_dict()
+    assert all(torch.equal(loaded[k], final[k]) for k in final)
 
     # resume step 3 of the 2-rank run in one process (batch 8): it continues on the same curve
     resumed = tmp_path / "resumed"

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerFast
 
-from enhanced_tx.checkpoint import CheckpointManager, load_model_weights
+from enhanced_tx.checkpoint import CheckpointError, CheckpointManager, load_checkpoint, load_model_weights
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.model import EncoderDecoder
 from enhanced_tx.training.run import RESOLVED_CONFIG, TOKENIZER_DIR
@@ -85,6 +85,22 @@ def load_run(
     config = OmegaConf.load(run_dir / RESOLVED_CONFIG)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir / TOKENIZER_DIR))
     model = instantiate(config.model, vocab_size=len(tokenizer))
-    load_model_weights(model, weights)
+    _load_weights(model, weights)
     model = model.to(device=device, dtype=dtype).eval()
     return LoadedRun(model=model, tokenizer=tokenizer, config=config, run_dir=run_dir, weights=weights)
+
+
+def _load_weights(model: torch.nn.Module, weights: Path) -> None:
+    """Weights-only files and full checkpoints; an FSDP run's checkpoint points at its DCP shards."""
+    from enhanced_tx.training import sharded_checkpoint
+
+    state = None
+    if weights.suffix == ".pt":
+        try:
+            state = load_checkpoint(weights)
+        except CheckpointError:  # a weights-only state dict, not one of our full checkpoints
+            state = None
+    if state is not None and sharded_checkpoint.is_sharded(state):
+        sharded_checkpoint.load(state, weights, model)
+    else:
+        load_model_weights(model, weights)

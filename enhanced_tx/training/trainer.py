@@ -454,7 +454,7 @@ class Trainer:
             parts.logger.log(metrics, step=state.step)
             if samples:
                 parts.logger.log_table("val/samples", ["prompt", "continuation"], samples, step=state.step)
-            shown = " | ".join(f"{p!r} -> {c!r}" for p, c in samples[:1])
+            shown = " | ".join(f"{p!r} -> {c[:60]!r}" for p, c in samples[:1])  # one short sample per eval
             scores = "".join(f" {k.removeprefix('val/')} {v:.2f}" for k, v in generated.items())
             self._print(
                 f"step {state.step}: val/loss {val_loss:.4f} (ppl {metrics['val/perplexity']:.1f}){scores} {shown}"
