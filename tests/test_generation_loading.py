@@ -116,7 +116,13 @@ def test_generate_text_streams_what_it_returns(trained_run, capsys):
     run = load_run(trained_run, "best")
     src, mask = encode_prompts(run.tokenizer, [PROMPT], run.model.max_seq_len)
     tokens = generate(
-        run.model, src, mask, max_new_tokens=8, sampler=MultinomialSampler(), bos_id=1, eos_id=2,
+        run.model,
+        src,
+        mask,
+        max_new_tokens=8,
+        sampler=MultinomialSampler(),
+        bos_id=1,
+        eos_id=2,
         generator=torch.Generator().manual_seed(5),
     )
     assert text == decode_rows(run.tokenizer, tokens, eos_id=2)[0]
@@ -129,6 +135,42 @@ def test_generate_text_batches_a_list_of_prompts_and_is_seeded(trained_run, caps
     assert generate_text(_compose_generate(*overrides, "seed=3")) == first
     printed = capsys.readouterr().out
     assert f"{PROMPT}{first[0]}" in printed and f"Lazy dog{first[1]}" in printed
+
+
+def test_prompts_file_writes_jsonl_with_every_return_sequence(trained_run, tmp_path):
+    import json
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(f"{PROMPT}\n\nLazy dog\nA third one\n")
+    out = tmp_path / "out.jsonl"
+    overrides = (f"run={trained_run}", f"prompts_file={prompts}", f"output_file={out}", "max_new_tokens=5")
+    texts = generate_text(_compose_generate(*overrides, "sampler=sample", "num_return_sequences=2", "batch_size=2"))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["index"], r["sequence"]) for r in rows] == [(i, k) for i in range(3) for k in range(2)]
+    assert [r["prompt"] for r in rows[::2]] == [PROMPT, "Lazy dog", "A third one"]
+    assert [r["text"] for r in rows] == texts
+    # batching and repetition change nothing for greedy: each row equals its prompt generated alone
+    greedy = generate_text(_compose_generate(*overrides, "sampler=greedy", "num_return_sequences=2", "batch_size=2"))
+    alone = generate_text(
+        _compose_generate(f"run={trained_run}", "prompt=Lazy dog", "max_new_tokens=5", "sampler=greedy", "stream=false")
+    )
+    assert greedy[2] == greedy[3] == alone[0]
+
+
+def test_missing_or_empty_prompts_file_is_a_clear_error(trained_run, tmp_path):
+    with pytest.raises(ConfigError, match="prompts_file=.*does not exist"):
+        generate_text(_compose_generate(f"run={trained_run}", f"prompts_file={tmp_path / 'nope.txt'}"))
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(ConfigError, match="holds no prompts"):
+        generate_text(_compose_generate(f"run={trained_run}", f"prompts_file={tmp_path / 'empty.txt'}"))
+
+
+def test_a_prompt_longer_than_the_model_accepts_is_truncated_with_a_warning(trained_run):
+    run = load_run(trained_run, "best")
+    long_prompt = "x" * (run.model.max_seq_len + 10)  # byte tokenizer: one token a character
+    with pytest.warns(UserWarning, match=f"keeping its last {run.model.max_seq_len}"):
+        src, mask = encode_prompts(run.tokenizer, [long_prompt], run.model.max_seq_len)
+    assert src.shape[1] == run.model.max_seq_len and bool(mask.all())
 
 
 def test_an_invalid_sampler_value_is_one_config_error(trained_run):
@@ -165,9 +207,19 @@ def test_text_stream_prints_undecodable_bytes_at_the_end():
 @pytest.mark.slow
 def test_run_generate_prints_a_continuation_and_leaves_no_folder(trained_run, tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "run_generate.py"), f"run={trained_run}", f"prompt={PROMPT}",
-         "max_new_tokens=5", "sampler=greedy", "checkpoint=model.safetensors"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "run_generate.py"),
+            f"run={trained_run}",
+            f"prompt={PROMPT}",
+            "max_new_tokens=5",
+            "sampler=greedy",
+            "checkpoint=model.safetensors",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 import torch
@@ -28,7 +31,14 @@ def encode_prompts(
     special tokens); a prompt longer than `max_len` tokens keeps its last `max_len`."""
     ids = encode_texts(tokenizer, list(prompts))
     if any(not row for row in ids):
-        raise ConfigError("prompt is empty; pass prompt=\"some text\"")
+        raise ConfigError('prompt is empty; pass prompt="some text"')
+    for number, row in enumerate(ids):
+        if len(row) > max_len:
+            warnings.warn(
+                f"prompt {number} has {len(row)} tokens but the model accepts {max_len} "
+                f"(model.max_seq_len): keeping its last {max_len}",
+                stacklevel=2,
+            )
     items = [{"src": torch.tensor(row[-max_len:]), "tgt": torch.zeros(0, dtype=torch.long)} for row in ids]
     batch = collate(items, pad_id=tokenizer.pad_token_id, bos_id=tokenizer.bos_token_id)
     return batch.src, batch.src_mask
@@ -85,37 +95,81 @@ def build_sampler(cfg: DictConfig) -> Sampler:
         raise
 
 
+def read_prompts_file(path: str | Path) -> list[str]:
+    """One prompt a line (blank lines skipped); a missing or empty file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"prompts_file={path} does not exist; pass a text file with one prompt a line")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise ConfigError(f"prompts_file={path} holds no prompts; write one prompt a line")
+    return prompts
+
+
 def generate_text(cfg: DictConfig) -> list[str]:
-    """Generate a continuation of each prompt with the run and sampler `cfg` selects; print and return them."""
+    """Generate continuations of the prompts with the run and sampler `cfg` selects; print and return them.
+
+    One prompt streams to the terminal; `prompts_file` generates in batches and writes JSONL; each prompt
+    gets `num_return_sequences` continuations (different draws of the sampler).
+    """
     device = resolve_device(cfg.device)
     precision = instantiate(cfg.precision)
     precision.check_device(device)
     sampler = build_sampler(cfg)
+    copies = int(cfg.get("num_return_sequences") or 1)
+    if copies < 1:
+        raise ConfigError(f"num_return_sequences={copies} must be >= 1")
+    prompts_file = cfg.get("prompts_file")
+    prompts = (
+        read_prompts_file(prompts_file)
+        if prompts_file
+        else ([cfg.prompt] if isinstance(cfg.prompt, str) else list(cfg.prompt))
+    )
     run = load_run(resolve_run_dir(cfg.run, cfg.runs_root), cfg.checkpoint, device=device, dtype=precision.dtype)
     tokenizer, eos_id = run.tokenizer, run.tokenizer.eos_token_id
     print(f"run: {run.run_dir}  weights: {run.weights.name}  {run.model.summary()}", file=sys.stderr)
 
-    prompts = [cfg.prompt] if isinstance(cfg.prompt, str) else list(cfg.prompt)
-    src, src_mask = encode_prompts(tokenizer, prompts, run.model.max_seq_len)
-    stream = TextStream(tokenizer, eos_id) if cfg.stream and len(prompts) == 1 else None
-    if stream is not None:
-        print(prompts[0], end="", flush=True)
-    tokens = generate(
-        run.model,
-        src.to(device),
-        src_mask.to(device),
-        max_new_tokens=cfg.max_new_tokens,
-        sampler=sampler,
-        bos_id=tokenizer.bos_token_id,
-        eos_id=eos_id,
-        use_cache=cfg.use_cache,
-        generator=torch.Generator(device).manual_seed(cfg.seed),
-        on_token=stream,
-    )
-    texts = decode_rows(tokenizer, tokens, eos_id)
-    if stream is not None:
-        stream.finish()
-    else:
-        for prompt, text in zip(prompts, texts, strict=True):
-            print(f"{prompt}{text}\n")
+    generator = torch.Generator(device).manual_seed(cfg.seed)
+    stream_one = cfg.stream and len(prompts) == 1 and copies == 1 and not prompts_file
+    batch_size = max(1, int(cfg.get("batch_size") or 16))
+    texts: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        src, src_mask = encode_prompts(tokenizer, chunk, run.model.max_seq_len)
+        src, src_mask = src.repeat_interleave(copies, dim=0), src_mask.repeat_interleave(copies, dim=0)
+        stream = TextStream(tokenizer, eos_id) if stream_one else None
+        if stream is not None:
+            print(chunk[0], end="", flush=True)
+        tokens = generate(
+            run.model,
+            src.to(device),
+            src_mask.to(device),
+            max_new_tokens=cfg.max_new_tokens,
+            sampler=sampler,
+            bos_id=tokenizer.bos_token_id,
+            eos_id=eos_id,
+            use_cache=cfg.use_cache,
+            generator=generator,
+            on_token=stream,
+        )
+        texts += decode_rows(tokenizer, tokens, eos_id)
+        if stream is not None:
+            stream.finish()
+    if prompts_file:
+        _write_jsonl(cfg, run.run_dir, Path(prompts_file), prompts, texts, copies)
+    elif not stream_one:
+        for i, text in enumerate(texts):
+            print(f"{prompts[i // copies]}{text}\n")
     return texts
+
+
+def _write_jsonl(cfg: DictConfig, run_dir: Path, prompts_file: Path, prompts, texts, copies: int) -> Path:
+    """Results of a prompts file: `output_file`, or RUN/generations/<prompts file stem>.jsonl."""
+    out = Path(cfg.get("output_file") or run_dir / "generations" / f"{prompts_file.stem}.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as f:
+        for i, text in enumerate(texts):
+            row = {"index": i // copies, "sequence": i % copies, "prompt": prompts[i // copies], "text": text}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"wrote {len(texts)} generations to {out}", file=sys.stderr)
+    return out
