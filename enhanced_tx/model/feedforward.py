@@ -6,14 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from enhanced_tx.model.linear import Linear
+
 
 class GeluMLP(nn.Module):
     """Linear -> GELU -> Linear, bias-free."""
 
     def __init__(self, d_model: int, hidden: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.up = nn.Linear(d_model, hidden, bias=False)
-        self.down = nn.Linear(hidden, d_model, bias=False)
+        self.up = Linear(d_model, hidden, bias=False)
+        self.down = Linear(hidden, d_model, bias=False)
         self.down.is_residual_projection = True  # scaled init, see EncoderDecoder._init_weights
         self.dropout = nn.Dropout(dropout)
 
@@ -32,8 +34,8 @@ class SwiGLU(nn.Module):
         super().__init__()
         hidden = 64 * ((2 * hidden // 3 + 63) // 64)
         self.hidden = hidden
-        self.gate_up = nn.Linear(d_model, 2 * hidden, bias=False)
-        self.down = nn.Linear(hidden, d_model, bias=False)
+        self.gate_up = Linear(d_model, 2 * hidden, bias=False)
+        self.down = Linear(hidden, d_model, bias=False)
         self.down.is_residual_projection = True
         self.dropout = nn.Dropout(dropout)
 

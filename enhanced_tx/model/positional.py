@@ -94,12 +94,44 @@ class RotaryEmbedding(PositionalScheme):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x1, x2 = x.chunk(2, dim=-1)  # (B, H, T, hd/2) each
-        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-
     def rotate(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         t = q.shape[-2]
         cos = self.cos[offset : offset + t].to(q.dtype)  # (T, hd/2), broadcast over (B, H)
         sin = self.sin[offset : offset + t].to(q.dtype)
-        return self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
+            return _Rotate.apply(q, cos, sin), _Rotate.apply(k, cos, sin)
+        return _rotate(q, cos, sin), _rotate(k, cos, sin)  # inference: no autograd node to build
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) over the two halves of the last dim, written into one
+    buffer (no concatenation), with the same products and sums, so the same bits, as the textbook formula."""
+    x1, x2 = x.chunk(2, dim=-1)  # (B, H, T, hd/2) each
+    if x.dim() == 4 and x.stride(1) < x.stride(2):  # heads inside time (a view of a fused projection)
+        b, h, t, d = x.shape
+        out = x.new_empty(b, t, h, d).transpose(1, 2)  # keep that memory order: no transposing copy
+    else:
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    out1, out2 = out.chunk(2, dim=-1)
+    torch.mul(x1, cos, out=out1).sub_(x2 * sin)
+    torch.mul(x2, cos, out=out2).add_(x1 * sin)
+    return out
+
+
+class _Rotate(torch.autograd.Function):
+    """Rotary rotation whose backward is the inverse rotation (angle -theta): it saves no activation and
+    runs a handful of kernels instead of autograd's graph of eight elementwise ops."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        return _rotate(x, cos, sin)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], output: torch.Tensor) -> None:
+        _, cos, sin = inputs
+        ctx.save_for_backward(cos, sin)  # (T, hd/2) table slices, not activations
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        cos, sin = ctx.saved_tensors
+        return _rotate(grad, cos, -sin), None, None

@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.model.blocks import DecoderBlock, EncoderBlock, FeedForwardFactory, NormFactory
 from enhanced_tx.model.cache import DecoderCache
+from enhanced_tx.model.linear import LINEAR_BACKENDS, Linear, linear
 from enhanced_tx.model.positional import PositionalScheme
 
 VOCAB_MULTIPLE = 64  # embedding/head rows padded to a multiple of 64: faster GEMMs, tensor-core friendly
@@ -37,9 +38,11 @@ class EncoderDecoder(nn.Module):
         ffn_mult: int = 4,
         max_seq_len: int = 1024,
         dropout: float = 0.0,
+        linear_backend: str = "default",
     ) -> None:
         super().__init__()
         _check_config(vocab_size, d_model, n_heads, n_encoder_layers, n_decoder_layers, max_seq_len, dropout)
+        _check_linear_backend(linear_backend)
         self.vocab_size = vocab_size
         self.padded_vocab_size = VOCAB_MULTIPLE * math.ceil(vocab_size / VOCAB_MULTIPLE)
         self.d_model, self.n_heads, self.max_seq_len = d_model, n_heads, max_seq_len
@@ -56,6 +59,7 @@ class EncoderDecoder(nn.Module):
         self.encoder_norm = norm(d_model)
         self.decoder_norm = norm(d_model)
         self._init_weights(n_encoder_layers, n_decoder_layers)
+        self.set_linear_backend(linear_backend)
 
     # ---------------------------------------------------------------- construction helpers
     def _init_weights(self, n_encoder_layers: int, n_decoder_layers: int) -> None:
@@ -77,6 +81,15 @@ class EncoderDecoder(nn.Module):
             total -= self.embed.weight.numel()
             total -= sum(p.numel() for m in (self.encoder_positional, self.decoder_positional) for p in m.parameters())
         return total
+
+    def set_linear_backend(self, backend: str) -> None:
+        """Matmul backend of every bias-free linear and the output head: "default" (PyTorch's dispatch) or
+        "onednn" (CPU matmuls through oneDNN: fp32 training, fp32/bf16 inference; see `enhanced_tx.model.linear`)."""
+        _check_linear_backend(backend)
+        self.linear_backend = backend
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.backend = backend
 
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Recompute each block's activations in the backward pass instead of storing them."""
@@ -125,7 +138,10 @@ class EncoderDecoder(nn.Module):
         return self.decode(tgt, self.encode(src, src_mask), src_mask)
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder_norm(x) @ self.embed.weight.t()  # tied head: (B, T, D) @ (D, V)
+        x = self.decoder_norm(x)
+        if self.linear_backend != "default":
+            return linear(x, self.embed.weight, self.linear_backend)  # tied head: (B, T, D) @ (D, V)
+        return x @ self.embed.weight.t()  # tied head: (B, T, D) @ (D, V)
 
     # ---------------------------------------------------------------- incremental decoding
     def init_cache(self, memory: torch.Tensor, src_mask: torch.Tensor | None, max_len: int) -> DecoderCache:
@@ -139,14 +155,17 @@ class EncoderDecoder(nn.Module):
         hd = self.d_model // self.n_heads
         n = len(self.decoder_layers)
         shape = (n, b, self.n_heads, max_len, hd)
-        self_k = memory.new_empty(shape)
-        self_v = memory.new_empty(shape)
+        # On CPUs attention runs in fp32 even with bf16/fp16 weights (see attention.attention): keep the cache
+        # in fp32 there, so each step upcasts one new token instead of the whole cache.
+        dtype = torch.float32 if memory.device.type == "cpu" else memory.dtype
+        self_k = memory.new_empty(shape, dtype=dtype)
+        self_v = memory.new_empty(shape, dtype=dtype)
         cross = [block.cross_attn.project_memory(memory) for block in self.decoder_layers]
         return DecoderCache(
             self_k=self_k,
             self_v=self_v,
-            cross_k=torch.stack([k for k, _ in cross]),  # (L, B, H, S, hd)
-            cross_v=torch.stack([v for _, v in cross]),
+            cross_k=torch.stack([k for k, _ in cross]).to(dtype),  # (L, B, H, S, hd)
+            cross_v=torch.stack([v for _, v in cross]).to(dtype),
             cross_mask=_key_mask(src_mask),
         )
 
@@ -204,6 +223,11 @@ class EncoderDecoder(nn.Module):
 def _key_mask(src_mask: torch.Tensor | None) -> torch.Tensor | None:
     """(B, S) bool -> (B, 1, 1, S), broadcast over heads and queries by SDPA."""
     return None if src_mask is None else src_mask[:, None, None, :].bool()
+
+
+def _check_linear_backend(backend: str) -> None:
+    if backend not in LINEAR_BACKENDS:
+        raise ConfigError(f"model.linear_backend={backend!r} must be one of {', '.join(LINEAR_BACKENDS)}")
 
 
 def _check_config(

@@ -1,0 +1,261 @@
+"""One prepared GPU check (H100/H200, one GPU, no network, a few minutes): `bash benchmarks/gpu_check.sh`.
+
+The DESIGN's GPU figures: the small model (d768, 12 heads, 6+6 layers, vocab 32000) at batch 32 with 512
+source and 512 target tokens, bf16 autocast, flash SDPA, torch.compile, MFU against a bf16 matmul peak
+measured here. Also: fp16 (GradScaler) and bf16 training steps stay finite, peak memory with and without
+gradient checkpointing, and HF BART side by side at the same shapes. Writes a JSON file and prints a table.
+
+Every part runs in its own try block: a failure is recorded (JSON `errors`) and the rest still runs.
+Parts that would overrun `--budget-s` are skipped and listed. `--dry-run` runs the same code on a CPU at
+the tiny shape (a few seconds per part) to check the script itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from enhanced_tx.bench.batch import make_batch  # noqa: E402
+from enhanced_tx.bench.machine import describe, one_line  # noqa: E402
+from enhanced_tx.bench.memory import measure_memory  # noqa: E402
+from enhanced_tx.bench.peak import measure_peaks  # noqa: E402
+from enhanced_tx.bench.peers import BART, OURS, build_bart, build_ours  # noqa: E402
+from enhanced_tx.bench.shapes import Shape  # noqa: E402
+from enhanced_tx.bench.table import Table, fmt  # noqa: E402
+from enhanced_tx.bench.training import TrainOptions, TrainStep, measure_training  # noqa: E402
+
+GPU_SHAPE = Shape(
+    "small", d_model=768, n_heads=12, n_layers=6, ffn=3072, vocab=32000, batch=32, src_len=512, tgt_len=512
+)
+DRY_SHAPE = Shape("tiny", d_model=256, n_heads=4, n_layers=2, ffn=1024, vocab=8192, batch=2, src_len=64, tgt_len=64)
+MFU_GOAL = 0.45
+
+
+def flash_only() -> contextlib.AbstractContextManager:
+    """SDPA restricted to the flash backend: any call flash cannot serve raises instead of falling back."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION])
+
+
+class Check:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.device = torch.device("cpu" if args.dry_run else "cuda")
+        self.shape = DRY_SHAPE if args.dry_run else GPU_SHAPE
+        self.t0 = time.perf_counter()
+        self.out: dict = {"machine": describe(self.device), "shape": vars(self.shape), "errors": {}, "skipped": []}
+
+    def save(self) -> None:
+        self.out["total_s"] = self.elapsed()
+        path = Path(self.args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.out, indent=2, default=str))
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def part(self, name: str, fn, cost_s: float) -> None:  # noqa: ANN001
+        """Run one part unless the budget would be exceeded; record its result or its error."""
+        if self.elapsed() + cost_s > self.args.budget_s:
+            self.out["skipped"].append(name)
+            print(f"[{self.elapsed():5.0f}s] skip {name} (budget)", flush=True)
+            return
+        print(f"[{self.elapsed():5.0f}s] {name} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            self.out[name] = fn()
+        except Exception as error:  # noqa: BLE001 - a GPU check reports every failure and goes on
+            self.out["errors"][name] = f"{type(error).__name__}: {error}"
+            traceback.print_exc()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.save()  # after every part: a run killed by a timeout still leaves its figures
+        print(f"[{self.elapsed():5.0f}s] {name} done in {time.perf_counter() - start:.0f}s", flush=True)
+
+    # ------------------------------------------------------------------ parts
+    def peaks(self) -> dict:
+        peaks = measure_peaks(["bf16", "fp16"] if self.device.type == "cuda" else ["bf16"], self.device)
+        return {f"{p.dtype} {p.backend}": p.flops for p in peaks}
+
+    def flash(self) -> dict:
+        """Forward + backward of our model with SDPA limited to flash: proves flash serves every call."""
+        ours = build_ours(self.shape).model.to(self.device).train()
+        batch = make_batch(self.shape, self.device)
+        with flash_only(), torch.autocast(self.device.type, dtype=torch.bfloat16):
+            logits = ours(batch.src, batch.tgt_in)
+        logits.float().mean().backward()
+        return {"flash_attention_forward_backward": True, "logits_dtype": str(logits.dtype)}
+
+    def train(self, name: str, compile: bool, dtype: str = "bf16", steps: int | None = None) -> dict:
+        builder = build_ours if name == OURS else build_bart
+        contender = builder(self.shape)
+        contender.model.to(self.device)
+        peak = self.out.get("peaks", {}).get(f"{dtype} torch.matmul")
+        options = TrainOptions(optimizer="fused", compile=compile)
+        flops = build_ours(self.shape).flops_per_token  # model FLOPs of the architecture, same for BART
+        try:
+            with flash_only():
+                result = measure_training(
+                    self.shape, [contender], dtype, steps or self.args.steps, self.device, options, flops, peak
+                )[0]
+            backend = "flash"
+        except RuntimeError as error:  # flash refused a call: say so, and measure with the default choice
+            if "kernel" not in str(error).lower():
+                raise
+            result = measure_training(
+                self.shape, [contender], dtype, steps or self.args.steps, self.device, options, flops, peak
+            )[0]
+            backend = f"default (flash refused: {str(error).splitlines()[0][:120]})"
+        finite = math.isfinite(result.loss)
+        return {
+            "model": name,
+            "dtype": dtype,
+            "compile": compile,
+            "sdpa": backend,
+            "tokens_per_s": result.tokens_per_s,
+            "step_ms": 1e3 * result.step_s,
+            "median_step_ms": 1e3 * result.median_step_s,
+            "tflops": None if result.gflops is None else result.gflops / 1e3,
+            "mfu": result.mfu,
+            "loss": result.loss,
+            "finite": finite,
+        }
+
+    def finite_steps(self, dtype: str) -> dict:
+        """A few eager steps at a high learning rate; every loss and every gradient must stay finite."""
+        contender = build_ours(self.shape)
+        contender.model.to(self.device)
+        step = TrainStep(contender, dtype, make_batch(self.shape, self.device), TrainOptions(optimizer="fused"))
+        for group in step.optimizer.param_groups:
+            group["lr"] = 1e-3
+        losses = []
+        for _ in range(5):
+            step()
+            losses.append(float(step.last_loss))
+        params_finite = all(torch.isfinite(p).all().item() for p in contender.model.parameters())
+        scale = step.scaler.get_scale() if step.scaler is not None else None
+        return {"losses": losses, "finite": all(map(math.isfinite, losses)) and params_finite, "grad_scale": scale}
+
+    def memory(self, name: str) -> dict:
+        builder = build_ours if name == OURS else build_bart
+        contender = builder(self.shape)
+        contender.model.to(self.device)
+        r = measure_memory(self.shape, contender, "bf16", self.device)
+        return {
+            "model": name,
+            "after_forward_mb": r.forward_mb,
+            "after_forward_ckpt_mb": r.forward_ckpt_mb,
+            "ratio_after_forward": r.ratio,
+            "peak_mb": r.peak_mb,
+            "peak_ckpt_mb": r.peak_ckpt_mb,
+        }
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> dict:
+        a = self.args
+        self.part("peaks", self.peaks, 20)
+        self.part("flash", self.flash, 15)
+        self.part("train ours bf16 compiled", lambda: self.train(OURS, compile=not a.no_compile), 120)
+        self.part("train bart bf16 eager", lambda: self.train(BART, compile=False), 30)
+        self.part("train ours bf16 eager", lambda: self.train(OURS, compile=False), 30)
+        self.part("finite bf16", lambda: self.finite_steps("bf16"), 15)
+        self.part("finite fp16", lambda: self.finite_steps("fp16"), 15)
+        self.part("memory ours", lambda: self.memory(OURS), 20)
+        self.part("memory bart", lambda: self.memory(BART), 20)
+        if not a.no_compile:
+            self.part("train bart bf16 compiled", lambda: self.train(BART, compile=True), 120)
+        self.save()
+        return self.out
+
+
+def table(out: dict) -> str:
+    t = Table(
+        "Training, bf16 autocast, batch x (source + target) = "
+        f"{out['shape']['batch']} x ({out['shape']['src_len']} + {out['shape']['tgt_len']})",
+        ["run", "sdpa", "tok/s", "step ms", "TFLOP/s", "MFU", "loss", "vs BART eager"],
+    )
+    bart = out.get("train bart bf16 eager", {}).get("tokens_per_s")
+    for key, r in out.items():
+        if key.startswith("train ") and isinstance(r, dict):
+            mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+            vs = f"{r['tokens_per_s'] / bart:.2f}x" if bart else "-"
+            t.add(
+                key[6:],
+                r["sdpa"][:24],
+                r["tokens_per_s"],
+                fmt(r["step_ms"], 1),
+                fmt(r["tflops"], 1),
+                mfu,
+                fmt(r["loss"], 3),
+                vs,
+            )
+    peaks = out.get("peaks", {})
+    t.notes.append("matmul peaks (TFLOP/s): " + ", ".join(f"{k} {v / 1e12:.1f}" for k, v in peaks.items()))
+    compiled = out.get("train ours bf16 compiled", {})
+    if compiled.get("mfu") is not None:
+        verdict = "met" if compiled["mfu"] >= MFU_GOAL else "NOT met"
+        t.notes.append(f"MFU goal >= {100 * MFU_GOAL:.0f}% (ours, compiled, flash): {verdict}")
+    m = Table(
+        "Memory, bf16, with and without gradient checkpointing (MB)",
+        ["model", "after fwd", "after fwd ckpt", "ratio", "peak", "peak ckpt"],
+    )
+    for name in ("memory ours", "memory bart"):
+        r = out.get(name)
+        if r:
+            m.add(
+                r["model"],
+                r["after_forward_mb"],
+                r["after_forward_ckpt_mb"],
+                f"{r['ratio_after_forward']:.2f}x",
+                fmt(r["peak_mb"]),
+                fmt(r["peak_ckpt_mb"]),
+            )
+    f = Table("Finite training steps (5 eager steps, lr 1e-3)", ["dtype", "finite", "losses", "grad scale"])
+    for dtype in ("bf16", "fp16"):
+        r = out.get(f"finite {dtype}")
+        if r:
+            f.add(dtype, str(r["finite"]), " ".join(f"{x:.3f}" for x in r["losses"]), fmt(r["grad_scale"]))
+    parts = [one_line(out["machine"]), t.text(), m.text(), f.text()]
+    if "flash" in out:
+        parts.append(
+            f"flash SDPA for every attention call (fwd + bwd): {out['flash']['flash_attention_forward_backward']}"
+        )
+    if out["errors"]:
+        parts.append("ERRORS:\n" + "\n".join(f"  {k}: {v}" for k, v in out["errors"].items()))
+    if out["skipped"]:
+        parts.append("skipped (time budget): " + ", ".join(out["skipped"]))
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dry-run", action="store_true", help="CPU, tiny shape: check the script, not the GPU")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per training run (after warm-up)")
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--budget-s", type=float, default=270.0, help="skip parts that would end after this")
+    p.add_argument("--out", default="/tmp/gpu_check.json")
+    args = p.parse_args(argv)
+    if not args.dry_run and not torch.cuda.is_available():
+        print("no CUDA device visible; use --dry-run on a CPU", file=sys.stderr)
+        return 2
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    out = Check(args).run()
+    print(table(out))
+    print(f"\nwrote {args.out}")
+    return 1 if out["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""`python -m enhanced_tx.bench` (`make bench`): see `python -m enhanced_tx.bench --help`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import torch
+
+from enhanced_tx.bench import report
+from enhanced_tx.bench.cli import config_from_args, parser
+from enhanced_tx.bench.runner import run
+from enhanced_tx.bench.timing import QUIET
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA device is visible", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # HF's gradient_checkpointing_* renames
+    warnings.filterwarnings("ignore", message=".*enable_nested_tensor.*")
+    QUIET.max_wait_s = args.wait_quiet
+    cfg = config_from_args(args)
+    results = run(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(report.text(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results.to_dict(), f, indent=2)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(report.markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The issue's targets, checked against the figures of one run (ratios within the same run only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from enhanced_tx.bench.peers import BART, OURS
+from enhanced_tx.bench.runner import Results
+
+
+@dataclass
+class Goal:
+    name: str
+    target: float
+    at_most: bool = False  # True: the measured value must not exceed the target
+    ceiling: float | None = None  # the best ratio physically possible here (training: 100% of the matmul peak)
+
+    def met(self, value: float) -> bool:
+        return value <= self.target if self.at_most else value >= self.target
+
+
+def _train(results: Results, size: str, dtype: str, model: str) -> float | None:
+    for r in results.train:
+        if (r.size, r.dtype, r.model) == (size, dtype, model):
+            return r.tokens_per_s
+    return None
+
+
+def _gen(results: Results, size: str, batch: int, dtype: str, model: str) -> float | None:
+    for r in results.generate:
+        if (r.size, r.batch, r.dtype, r.model) == (size, batch, dtype, model):
+            return r.tokens_per_s
+    return None
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _ceiling(results: Results, size: str, dtype: str) -> float | None:
+    """Ratio to BART if our step ran at 100% of the measured matmul peak with zero other work."""
+    bart = next((r for r in results.train if (r.size, r.dtype, r.model) == (size, dtype, BART)), None)
+    peak = max((p.flops for p in results.peaks if p.dtype == dtype), default=None)
+    if bart is None or peak is None or not bart.gflops:
+        return None
+    return peak / (bart.gflops * 1e9)
+
+
+def evaluate(results: Results) -> list[tuple[Goal, float | None]]:
+    checks: list[tuple[Goal, float | None]] = [
+        (
+            Goal("train small fp32 vs BART fp32", 2.0, ceiling=_ceiling(results, "small", "fp32")),
+            _div(_train(results, "small", "fp32", OURS), _train(results, "small", "fp32", BART)),
+        ),
+        (
+            Goal("train small bf16 vs BART bf16", 1.5, ceiling=_ceiling(results, "small", "bf16")),
+            _div(_train(results, "small", "bf16", OURS), _train(results, "small", "bf16", BART)),
+        ),
+        (
+            Goal("train tiny fp32 vs BART fp32", 1.5, ceiling=_ceiling(results, "tiny", "fp32")),
+            _div(_train(results, "tiny", "fp32", OURS), _train(results, "tiny", "fp32", BART)),
+        ),
+    ]
+    for size, batch, target in (("tiny", 1, 2.0), ("small", 8, 2.0), ("small", 1, 1.4)):
+        checks.append(
+            (
+                Goal(f"generate {size} B{batch} fp32 vs BART fp32", target),
+                _div(_gen(results, size, batch, "fp32", OURS), _gen(results, size, batch, "fp32", BART)),
+            )
+        )
+    checks.append(
+        (
+            Goal("generate small B1 bf16 weights vs BART fp32", 2.5),
+            _div(_gen(results, "small", 1, "bf16", OURS), _gen(results, "small", 1, "fp32", BART)),
+        )
+    )
+    for r in results.memory:
+        if r.model == OURS:
+            checks.append((Goal(f"activation memory with checkpointing, {r.size} {r.dtype}", 0.35, True), r.ratio))
+    return [(goal, value) for goal, value in checks if value is not None]

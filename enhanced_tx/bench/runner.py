@@ -1,0 +1,133 @@
+"""Runs the selected sections for the selected sizes and collects every figure in one `Results`."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from enhanced_tx.bench.generation import GenResult, Runner, generator_for, measure_generation
+from enhanced_tx.bench.levers import LeverResult, generation_levers, training_levers
+from enhanced_tx.bench.machine import describe
+from enhanced_tx.bench.memory import CHECKPOINTABLE, MemoryResult, measure_memory
+from enhanced_tx.bench.peak import Peak, best_peak, measure_peaks
+from enhanced_tx.bench.peers import BART, BUILDERS, OURS, Contender, build_ours
+from enhanced_tx.bench.shapes import SHAPES, Shape
+from enhanced_tx.bench.timing import Contention
+from enhanced_tx.bench.training import TrainOptions, TrainResult, measure_training
+
+SECTIONS = ("peak", "train", "generate", "memory", "levers")
+
+
+@dataclass
+class BenchConfig:
+    sizes: list[str] = field(default_factory=lambda: ["tiny", "small"])
+    dtypes: list[str] = field(default_factory=lambda: ["fp32", "bf16"])
+    sections: list[str] = field(default_factory=lambda: ["peak", "train", "generate", "memory"])
+    models: list[str] = field(default_factory=lambda: [OURS, *BUILDERS.keys() - {OURS}])
+    steps: int = 5
+    device: str = "cpu"
+    compile: bool = False
+    linear_backend: str = "onednn"  # ours; "default" = PyTorch's dispatch
+    optimizer: str = "fused"  # every contender; HF Trainer's default on torch >= 2.8
+    gen_batches: list[int] = field(default_factory=lambda: [1, 8])
+    new_tokens: int = 128
+    gen_src_len: int = 64
+    repeats: int = 3
+    peak_size: int | None = None  # matmul edge for the peak (default: 2048 on CPUs, 8192 on GPUs)
+
+
+@dataclass
+class Results:
+    config: dict
+    machine: dict
+    peaks: list[Peak] = field(default_factory=list)
+    train: list[TrainResult] = field(default_factory=list)
+    generate: list[GenResult] = field(default_factory=list)
+    memory: list[MemoryResult] = field(default_factory=list)
+    levers: list[LeverResult] = field(default_factory=list)
+    contention: dict[str, float | None] = field(default_factory=dict)  # section -> CPUs busy elsewhere
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build(name: str, shape: Shape, cfg: BenchConfig) -> Contender:
+    device = torch.device(cfg.device)
+    contender = build_ours(shape, linear_backend=cfg.linear_backend) if name == OURS else BUILDERS[name](shape)
+    contender.model.to(device)
+    return contender
+
+
+def _train(shape: Shape, cfg: BenchConfig, results: Results) -> None:
+    device = torch.device(cfg.device)
+    contenders = [build(name, shape, cfg) for name in cfg.models]
+    flops = build_ours(shape).flops_per_token  # model FLOPs of the architecture, the same for every peer
+    options = TrainOptions(optimizer=cfg.optimizer, compile=cfg.compile)
+    for dtype in cfg.dtypes:
+        if dtype == "fp16" and device.type == "cpu":
+            continue  # emulated on CPUs: tens of times slower, not a configuration anyone runs
+        with Contention() as contention:
+            results.train += measure_training(
+                shape, contenders, dtype, cfg.steps, device, options, flops, best_peak(results.peaks, dtype)
+            )
+        results.contention[f"train {shape.name} {dtype}"] = contention.other_cpus
+
+
+def _generate(shape: Shape, cfg: BenchConfig, results: Results) -> None:
+    device = torch.device(cfg.device)
+    names = [n for n in (OURS, BART) if n in cfg.models]
+    contenders = [build(name, shape, cfg) for name in names]
+    dtypes = [d for d in cfg.dtypes if not (d == "fp16" and device.type == "cpu")]
+    runners = [Runner(c.name, dtype, generator_for(c, dtype)) for c in contenders for dtype in dtypes]
+    del contenders
+    for batch in cfg.gen_batches:
+        with Contention() as contention:
+            results.generate += measure_generation(
+                shape.name, runners, batch, shape.vocab, cfg.gen_src_len, cfg.new_tokens, cfg.repeats, device
+            )
+        results.contention[f"generate {shape.name} B{batch}"] = contention.other_cpus
+
+
+def _memory(shape: Shape, cfg: BenchConfig, results: Results) -> None:
+    device = torch.device(cfg.device)
+    for name in cfg.models:
+        if name not in CHECKPOINTABLE:
+            continue
+        contender = build(name, shape, cfg)
+        for dtype in cfg.dtypes[:1]:
+            results.memory.append(measure_memory(shape, contender, dtype, device))
+        del contender
+        gc.collect()
+
+
+def _levers(shape: Shape, cfg: BenchConfig, results: Results) -> None:
+    device = torch.device(cfg.device)
+    with Contention() as contention:
+        results.levers += training_levers(shape, cfg.steps, device, cfg.compile, cfg.linear_backend, cfg.optimizer)
+        results.levers += generation_levers(
+            shape, device, cfg.new_tokens, cfg.gen_src_len, cfg.repeats, cfg.gen_batches
+        )
+    results.contention[f"levers {shape.name}"] = contention.other_cpus
+
+
+SECTION_RUNNERS = {"train": _train, "generate": _generate, "memory": _memory, "levers": _levers}
+
+
+def run(cfg: BenchConfig, log=print) -> Results:  # noqa: ANN001
+    device = torch.device(cfg.device)
+    results = Results(config=asdict(cfg), machine=describe(device))
+    if "peak" in cfg.sections or "train" in cfg.sections:
+        log("measuring matmul peaks ...")
+        dtypes = [d for d in cfg.dtypes if not (d == "fp16" and device.type == "cpu")]
+        results.peaks = measure_peaks(dtypes, device, size=cfg.peak_size)
+    for size in cfg.sizes:
+        shape = SHAPES[size]
+        for section in ("train", "generate", "memory", "levers"):
+            if section in cfg.sections:
+                log(f"{section} {size} ...")
+                torch.manual_seed(0)
+                SECTION_RUNNERS[section](shape, cfg, results)
+                gc.collect()
+    return results

@@ -1,0 +1,41 @@
+"""Smoke test of `python -m enhanced_tx.bench --quick`: it runs end to end and prints ratio columns.
+
+No timing assertions: figures depend on the machine and on whatever else runs on it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from enhanced_tx.bench.__main__ import main
+from enhanced_tx.model.linear import linear
+
+
+def test_quick_bench_prints_tables_with_ratio_columns(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["--quick", "--dtypes", "fp32", "--sections", "train,generate,memory", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    for column in ("tok/s", "vs bart", "vs t5", "vs nn.Transformer", "vs BART fp32", "ckpt / plain"):
+        assert column in text
+    results = json.loads(out.read_text())
+    assert {r["model"] for r in results["train"]} == {"ours", "bart", "t5", "nn.Transformer"}
+    assert all(r["tokens_per_s"] > 0 for r in results["train"] + results["generate"])
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+def test_onednn_linear_matches_default_to_fp32_rounding():
+    torch.manual_seed(0)
+    x = torch.randn(3, 37, 96, requires_grad=True)
+    w = torch.randn(80, 96, requires_grad=True)
+    grad = torch.randn(3, 37, 80)
+    values = []
+    for backend in ("default", "onednn"):
+        y = linear(x, w, backend)
+        gx, gw = torch.autograd.grad(y, (x, w), grad)
+        values.append((y, gx, gw))
+    for ref, got in zip(values[0], values[1], strict=True):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
