@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from enhanced_tx.bench.__main__ import main
 from enhanced_tx.model.linear import linear
@@ -39,3 +40,20 @@ def test_onednn_linear_matches_default_to_fp32_rounding():
         values.append((y, gx, gw))
     for ref, got in zip(values[0], values[1], strict=True):
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+def test_onednn_inference_uses_a_packed_copy_that_follows_weight_updates():
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(1024, 512))  # 2 MiB: above the small-weight cut-off
+    x = torch.randn(2, 3, 512)
+    for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 0.1)):
+        w = weight if dtype == torch.float32 else weight.detach().to(dtype)
+        with torch.inference_mode():
+            got = linear(x.to(dtype), w, "onednn")
+        torch.testing.assert_close(got.float(), F.linear(x.to(dtype), w).float(), rtol=tol, atol=tol)
+    with torch.no_grad():
+        weight.mul_(-1)  # an update bumps the version: the packed copy must be rebuilt
+    with torch.inference_mode():
+        got = linear(x, weight, "onednn")
+    torch.testing.assert_close(got, F.linear(x, weight.detach()), rtol=1e-4, atol=1e-4)

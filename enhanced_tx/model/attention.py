@@ -21,10 +21,10 @@ def attention(
     dropout_p: float = 0.0,
     is_causal: bool = False,
 ) -> torch.Tensor:
-    """`F.scaled_dot_product_attention`, except for bf16/fp16 on a CPU: PyTorch's CPU kernels are slower in
-    bf16 than in fp32 (training forward + backward ~1.5x, a decoding step with a KV cache 2-2.5x), so q, k, v
-    are upcast and the result cast back (more accurate too). GPUs and fp32 take the plain call."""
-    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+    """`F.scaled_dot_product_attention`, except for training in bf16/fp16 on a CPU: there PyTorch's CPU flash
+    kernel is about 1.5x slower (forward + backward) than in fp32, so q, k, v are upcast and the result cast
+    back (more accurate too). GPUs, fp32 and inference (measured neutral) take the plain call."""
+    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and q.requires_grad:
         with torch.autocast("cpu", enabled=False):
             y = F.scaled_dot_product_attention(
                 q.float(), k.float(), v.float(), attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal

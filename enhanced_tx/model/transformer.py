@@ -155,17 +155,14 @@ class EncoderDecoder(nn.Module):
         hd = self.d_model // self.n_heads
         n = len(self.decoder_layers)
         shape = (n, b, self.n_heads, max_len, hd)
-        # On CPUs attention runs in fp32 even with bf16/fp16 weights (see attention.attention): keep the cache
-        # in fp32 there, so each step upcasts one new token instead of the whole cache.
-        dtype = torch.float32 if memory.device.type == "cpu" else memory.dtype
-        self_k = memory.new_empty(shape, dtype=dtype)
-        self_v = memory.new_empty(shape, dtype=dtype)
+        self_k = memory.new_empty(shape)
+        self_v = memory.new_empty(shape)
         cross = [block.cross_attn.project_memory(memory) for block in self.decoder_layers]
         return DecoderCache(
             self_k=self_k,
             self_v=self_v,
-            cross_k=torch.stack([k for k, _ in cross]).to(dtype),  # (L, B, H, S, hd)
-            cross_v=torch.stack([v for _, v in cross]).to(dtype),
+            cross_k=torch.stack([k for k, _ in cross]),  # (L, B, H, S, hd)
+            cross_v=torch.stack([v for _, v in cross]),
             cross_mask=_key_mask(src_mask),
         )
 
