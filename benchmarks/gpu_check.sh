@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
-exec timeout 295 python benchmarks/gpu_check.py --out "${OUT:-/tmp}/gpu_check.json" "$@"
+exec timeout 298 python benchmarks/gpu_check.py --out "${OUT:-/tmp}/gpu_check.json" "$@"

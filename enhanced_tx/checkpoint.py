@@ -147,9 +147,7 @@ def _safe_torch_load(source: Path | io.BytesIO, map_location: Any, name: str | N
         raise CheckpointError(f"cannot read checkpoint {name}: {e.strerror or e}") from None
     except Exception as e:  # torch reports truncation as RuntimeError, EOFError, KeyError, ...
         detail = str(e).split(". ")[0].strip() or type(e).__name__
-        raise CheckpointError(
-            f"checkpoint {name} is corrupt or truncated ({detail}); use another checkpoint"
-        ) from None
+        raise CheckpointError(f"checkpoint {name} is corrupt or truncated ({detail}); use another checkpoint") from None
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -329,9 +327,7 @@ class CheckpointManager:
                 raise CheckpointError(f"no usable checkpoint in {folder}; pass a checkpoint file instead")
             return found
         if not path.is_file():
-            raise CheckpointError(
-                f"checkpoint {path} does not exist; pass auto, last, best or an existing file"
-            )
+            raise CheckpointError(f"checkpoint {path} does not exist; pass auto, last, best or an existing file")
         return path
 
     def _prune(self) -> None:
@@ -347,9 +343,7 @@ class CheckpointManager:
 # --------------------------------------------------------------------------------------------------
 
 
-def save_model_weights_only(
-    model: nn.Module, path: str | os.PathLike, half_precision: bool = False
-) -> None:
+def save_model_weights_only(model: nn.Module, path: str | os.PathLike, half_precision: bool = False) -> None:
     """Write the model's weights to ``.safetensors`` (tied weights stored once) or a ``.pt`` state dict.
 
     ``half_precision`` stores floating-point tensors as fp16; the model itself is not changed.
@@ -415,9 +409,7 @@ def load_model_weights(model: nn.Module, path: str | os.PathLike, strict: bool =
     state = _fill_tied(state, expected)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if strict and (missing or unexpected):
-        raise CheckpointError(
-            _key_error(path, f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}")
-        )
+        raise CheckpointError(_key_error(path, f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"))
     return model
 
 

@@ -13,7 +13,7 @@ def check_group_options(conf_dir: str | Path, argv: list[str] | None = None) -> 
     that are not config groups are left to Hydra.
     """
     conf = Path(conf_dir)
-    for arg in (sys.argv[1:] if argv is None else argv):
+    for arg in sys.argv[1:] if argv is None else argv:
         key, sep, value = arg.lstrip("+").partition("=")
         if not sep or key.startswith(("~", "-")) or "." in key or not value:
             continue

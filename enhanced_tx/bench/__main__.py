@@ -10,7 +10,7 @@ import torch
 
 from enhanced_tx.bench import report
 from enhanced_tx.bench.cli import config_from_args, parser
-from enhanced_tx.bench.runner import run
+from enhanced_tx.bench.runner import Results, run
 from enhanced_tx.bench.timing import QUIET
 
 
@@ -24,10 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # HF's gradient_checkpointing_* renames
     warnings.filterwarnings("ignore", message=".*enable_nested_tensor.*")
     QUIET.max_wait_s = args.wait_quiet
-    cfg = config_from_args(args)
-    results = run(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.from_json:
+        with open(args.from_json) as f:
+            results = Results.from_dict(json.load(f))
+    else:
+        results = run(config_from_args(args), log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(report.text(results))
-    if args.json:
+    if args.json and not args.from_json:
         with open(args.json, "w") as f:
             json.dump(results.to_dict(), f, indent=2)
     if args.markdown:

@@ -61,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: all CPUs)")
     p.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    p.add_argument("--from-json", default=None, help="measure nothing: print (and --markdown) a saved --json run")
     p.add_argument("--markdown", default=None, help="also write the tables as Markdown to this file")
     return p
 

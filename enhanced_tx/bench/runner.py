@@ -52,6 +52,19 @@ class Results:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Results:
+        """Rebuild the results of an earlier run from its `--json` file (to re-render the tables)."""
+        rows = {
+            "peaks": Peak,
+            "train": TrainResult,
+            "generate": GenResult,
+            "memory": MemoryResult,
+            "levers": LeverResult,
+        }
+        fields = {key: [kind(**row) for row in data.get(key, [])] for key, kind in rows.items()}
+        return cls(config=data["config"], machine=data["machine"], contention=data.get("contention", {}), **fields)
+
 
 def build(name: str, shape: Shape, cfg: BenchConfig) -> Contender:
     device = torch.device(cfg.device)

@@ -25,9 +25,10 @@ OPTIMIZERS = ("loop", "foreach", "fused")
 
 @dataclass
 class TrainOptions:
-    optimizer: str = "foreach"  # loop | foreach | fused: AdamW's implementation
+    optimizer: str = "fused"  # loop | foreach | fused: AdamW's implementation
     sync_every_step: bool = False  # call loss.item() after every step, as a naive loop would
-    compile: bool = False
+    compile: bool = False  # torch.compile the forward pass and the loss together
+    compile_blocks: bool = False  # instead: compile each of our Transformer blocks (regional compilation)
 
 
 def build_optimizer(model: torch.nn.Module, kind: str) -> torch.optim.Optimizer:
@@ -42,7 +43,10 @@ class TrainStep:
         self.contender, self.dtype, self.batch, self.options = contender, dtype, batch, options
         contender.model.train()
         self.optimizer = build_optimizer(contender.model, options.optimizer)
-        self.forward = torch.compile(contender.logits) if options.compile else contender.logits
+        self.forward_loss = torch.compile(self._forward_loss) if options.compile else self._forward_loss
+        if options.compile_blocks:
+            for block in (*contender.model.encoder_layers, *contender.model.decoder_layers):
+                block.compile()
         self.device = batch.src.device
         self.scaler = torch.amp.GradScaler(self.device.type) if dtype == "fp16" else None
         self.last_loss: torch.Tensor | None = None
@@ -52,11 +56,14 @@ class TrainStep:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.dtype])
 
+    def _forward_loss(self, src: torch.Tensor, tgt_in: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = self.contender.logits(src, tgt_in)  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten())
+
     def __call__(self) -> None:
         b = self.batch
         with self._autocast():
-            logits = self.forward(b.src, b.tgt_in)  # (B, T, V)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), b.labels.flatten())
+            loss = self.forward_loss(b.src, b.tgt_in, b.labels)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -100,7 +107,7 @@ def measure_training(
     batch = make_batch(shape, device)
     stepper = [TrainStep(c, dtype, batch, o) for c, o in zip(contenders, options, strict=True)]
     for step in stepper:
-        for _ in range(3 if step.options.compile else 1):
+        for _ in range(3 if step.options.compile or step.options.compile_blocks else 1):
             step()  # warm-up: allocator, kernel selection, optimizer state, compilation
     samples = [Samples() for _ in stepper]
     for _ in range(steps):

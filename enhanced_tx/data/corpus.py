@@ -21,8 +21,18 @@ MAX_CHARS = 1_100_000  # stop once the corpus reaches this size (~1 MB; bigger s
 MIN_DOCSTRING_CHARS = 80  # shorter ones are mostly "Return the foo." one-liners
 # Folders whose docstrings are test scaffolding, GUI tooling or vendored third-party code.
 SKIP_DIRS = frozenset(
-    {"test", "tests", "idlelib", "turtledemo", "lib2to3", "site-packages", "dist-packages", "__pycache__",
-     "ensurepip", "_vendor"}
+    {
+        "test",
+        "tests",
+        "idlelib",
+        "turtledemo",
+        "lib2to3",
+        "site-packages",
+        "dist-packages",
+        "__pycache__",
+        "ensurepip",
+        "_vendor",
+    }
 )
 _DOC_NODES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 

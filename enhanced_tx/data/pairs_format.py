@@ -37,9 +37,7 @@ def resolve_format(path: str, fmt: str) -> str:
     return fmt
 
 
-def read_pairs(
-    path: str, key: str, fmt: str, source_field: str, target_field: str, skip_bad_lines: bool
-) -> list[Pair]:
+def read_pairs(path: str, key: str, fmt: str, source_field: str, target_field: str, skip_bad_lines: bool) -> list[Pair]:
     """All pairs of the file; bad lines raise, or are skipped with one warning that counts them."""
     reader = READERS[resolve_format(path, fmt)]
     text = read_text(path, key, example="/abs/pairs.jsonl")
@@ -108,9 +106,13 @@ def _json_lines(text: str) -> Iterator[tuple[int, object]]:
         try:
             yield number, json.loads(line)
         except json.JSONDecodeError as err:
-            yield number, BadLine(
-                number, f"invalid JSON ({err.msg}, column {err.colno})",
-                SKIP_HINT,
+            yield (
+                number,
+                BadLine(
+                    number,
+                    f"invalid JSON ({err.msg}, column {err.colno})",
+                    SKIP_HINT,
+                ),
             )
 
 
@@ -120,7 +122,8 @@ def read_tsv(text: str, source_field: str, target_field: str) -> Iterator[Pair |
         columns = line.split("\t")
         if len(columns) != 2:
             yield BadLine(
-                number, f"expected 2 tab-separated columns (source, target), found {len(columns)}",
+                number,
+                f"expected 2 tab-separated columns (source, target), found {len(columns)}",
                 SKIP_HINT,
             )
         elif number == 1 and columns == [source_field, target_field]:

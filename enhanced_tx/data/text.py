@@ -43,9 +43,7 @@ class TextData:
         if tgt_len < 1:
             raise DataError(f"data.tgt_len={tgt_len} must be at least 1")
         if val_path is None and not 0.0 < val_fraction < 1.0:
-            raise DataError(
-                f"data.val_fraction={val_fraction} must be in (0, 1) when data.val_path is not set"
-            )
+            raise DataError(f"data.val_fraction={val_fraction} must be in (0, 1) when data.val_path is not set")
         self.path = str(path)
         self.val_path = None if val_path is None else str(val_path)
         self.src_len = src_len
@@ -129,9 +127,7 @@ class SampleData(TextData):
         return str(sample_corpus_path(self.cache_dir))
 
 
-def cached_tokens(
-    path: str, key: str, tokenizer: PreTrainedTokenizerFast, cache_dir: str | Path | None
-) -> np.ndarray:
+def cached_tokens(path: str, key: str, tokenizer: PreTrainedTokenizerFast, cache_dir: str | Path | None) -> np.ndarray:
     """The file tokenized once into `<cache>/tokens/*.npy`, keyed by file content and tokenizer."""
     data = read_bytes(path, key)
     digest = hashlib.sha256(TOKEN_CACHE_VERSION)

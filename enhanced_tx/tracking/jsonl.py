@@ -66,4 +66,3 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 break
             raise ValueError(f"{path}:{number} is not valid JSON ({e.msg})") from None
     return records
-

@@ -13,8 +13,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("enhanced-tx", "torch", "transformers", "tokenizers", "hydra-core", "omegaconf", "wandb",
-            "safetensors", "numpy")
+PACKAGES = (
+    "enhanced-tx",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "hydra-core",
+    "omegaconf",
+    "wandb",
+    "safetensors",
+    "numpy",
+)
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding enhanced_tx/
 
 
@@ -54,9 +63,7 @@ def write_run_info(run_dir: str | os.PathLike, repo_dir: str | os.PathLike | Non
 
 def _git(repo: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False
-        )
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None  # no git installed, or a hung network filesystem
     return done.stdout.strip() if done.returncode == 0 else None

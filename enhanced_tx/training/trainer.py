@@ -106,8 +106,11 @@ class Trainer:
         problems = [
             f"trainer.{k}={v} must be >= 1"
             for k, v in dict(
-                batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
-                eval_every=eval_every, log_every=log_every, eval_batches=eval_batches,
+                batch_size=batch_size,
+                gradient_accumulation_steps=gradient_accumulation_steps,
+                eval_every=eval_every,
+                log_every=log_every,
+                eval_batches=eval_batches,
             ).items()
             if v < 1
         ]
@@ -255,8 +258,11 @@ class Trainer:
 
         batches = self._micro_batches(parts, state)
         bar = tqdm(
-            total=budget.max_steps, initial=state.step, disable=not (self.progress_bar and self.is_main),
-            desc="train", dynamic_ncols=True,
+            total=budget.max_steps,
+            initial=state.step,
+            disable=not (self.progress_bar and self.is_main),
+            desc="train",
+            dynamic_ncols=True,
         )
         window = {"loss_sum": 0.0, "targets": 0, "tokens": 0, "seconds": 0.0, "flops": 0.0, "steps": 0}
         progress = budget.progress(state.step, state.tokens, state.flops, state.train_seconds)
@@ -422,8 +428,12 @@ class Trainer:
             src = prompt[None].to(parts.device)
             with parts.precision.autocast(parts.device):
                 out = generate(
-                    model, src, max_new_tokens=self.sample_max_new_tokens, sampler=GreedySampler(),
-                    bos_id=parts.special_ids["bos_id"], eos_id=parts.special_ids["eos_id"],
+                    model,
+                    src,
+                    max_new_tokens=self.sample_max_new_tokens,
+                    sampler=GreedySampler(),
+                    bos_id=parts.special_ids["bos_id"],
+                    eos_id=parts.special_ids["eos_id"],
                 )
             rows.append([parts.decode_tokens(prompt.tolist()), parts.decode_tokens(out[0].tolist())])
         return rows
