@@ -327,11 +327,11 @@ class Trainer:
         micro = [next(batches) for _ in range(self.accumulation)]
         targets = torch.stack([b.num_tgt_tokens for b in micro]).sum()
         # the step's target tokens on all ranks; divided by world size because DDP/FSDP average gradients
-        denominator = self._all_reduce_stats(targets.float()).clamp(min=1) / self.world_size
+        denominator = self.strategy.all_reduce(targets.float()).clamp(min=1) / self.world_size
         loss_sum = torch.zeros((), device=parts.device)
         flops = 0.0
         for i, batch in enumerate(micro):
-            with self._no_sync(model, last=i == len(micro) - 1), parts.precision.autocast(parts.device):
+            with self.strategy.no_sync(i == len(micro) - 1), parts.precision.autocast(parts.device):
                 logits = forward(batch.src, batch.tgt_in, batch.src_mask)
                 summed = token_loss_sum(
                     logits, batch.labels, vocab_size=parts.model.vocab_size, label_smoothing=self.label_smoothing
@@ -346,7 +346,7 @@ class Trainer:
         # max_norm=inf measures the norm without clipping
         grad_norm = self.strategy.clip_grad_norm(model.parameters(), self.max_grad_norm or math.inf)
         tokens = torch.stack([b.num_tokens for b in micro]).sum()
-        counts = self._all_reduce_stats(torch.stack([loss_sum, targets.float(), tokens.float()]))
+        counts = self.strategy.all_reduce(torch.stack([loss_sum, targets.float(), tokens.float()]))
         stats = torch.cat([counts, grad_norm.float().reshape(1)])  # the norm is global already: not summed
         loss_value, target_count, token_count, norm = stats.tolist()  # the one host sync of the step
         if scaler is not None:
@@ -356,14 +356,6 @@ class Trainer:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return loss_value, int(target_count), int(token_count), norm, flops * self.world_size
-
-    def _no_sync(self, model, last: bool):
-        """Skip the gradient all-reduce on all but the last micro-batch (DDP/FSDP; see the strategy)."""
-        return self.strategy.no_sync(last)
-
-    def _all_reduce_stats(self, stats: torch.Tensor) -> torch.Tensor:
-        """Sum loss/token counts over ranks (grad norm is already global)."""
-        return self.strategy.all_reduce(stats)
 
     # ------------------------------------------------------------------ logging, evaluation, saving
     def _print(self, message: str) -> None:
@@ -414,7 +406,7 @@ class Trainer:
                 logits.flatten(0, 1).float(), batch.labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
             )
             count += batch.num_tgt_tokens
-        total, count = self._all_reduce_stats(torch.stack([total, count])).tolist()
+        total, count = self.strategy.all_reduce(torch.stack([total, count])).tolist()
         return total / max(count, 1.0)
 
     def _samples(self, parts: TrainingParts) -> list[list[str]]:
