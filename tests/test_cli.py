@@ -48,8 +48,9 @@ def test_unknown_group_option_is_one_line_with_the_choices(tmp_path):
         (["optimizer.lr=-1"], ["optimizer.lr=-1"]),
         (["trainer.batch_size=0"], ["trainer.batch_size=0"]),
         (["data.src_len=100", "model.max_seq_len=64"], ["model.max_seq_len=64"]),
+        (["model.linear_backend=mkl"], ["model.linear_backend='mkl'", "auto, default, onednn"]),
     ],
-    ids=["missing-file", "heads", "lr", "batch-size", "too-long"],
+    ids=["missing-file", "heads", "lr", "batch-size", "too-long", "linear-backend"],
 )
 def test_bad_training_input_is_one_line_and_a_non_zero_exit(tmp_path, text_file, overrides, fragments):
     args = [*TINY_TRAIN, "data=text", f"data.path={text_file}", *overrides, f"hydra.run.dir={tmp_path / 'run'}"]

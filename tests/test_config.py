@@ -67,3 +67,23 @@ def test_swiglu_keeps_the_parameter_count_close_to_gelu(tmp_path):
         with torch.device("meta"):
             counts[ff] = instantiate(cfg.model, vocab_size=8192).num_parameters()
     assert abs(counts["swiglu"] - counts["gelu"]) / counts["gelu"] < 0.02
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+@pytest.mark.parametrize("backend, routed_through_onednn", [("auto", True), ("default", False)])
+def test_linear_backend_default_routes_cpu_training_matmuls_through_onednn(backend, routed_through_onednn, tmp_path):
+    overrides = [] if backend == "auto" else [f"model.linear_backend={backend}"]
+    cfg = compose_train(tmp_path, *overrides)
+    assert cfg.model.linear_backend == backend
+    model = instantiate(cfg.model, vocab_size=300)
+    x = torch.randn(2, 5, cfg.model.d_model)
+    y = model.encoder_layers[0].ffn.up(x)
+    assert (type(y.grad_fn).__name__ == "_OnednnLinearBackward") == routed_through_onednn
+
+
+def test_default_optimizer_is_the_fused_adamw(tmp_path):
+    from enhanced_tx.training.optim import build_optimizer
+
+    cfg = compose_train(tmp_path)
+    optimizer = build_optimizer(instantiate(cfg.optimizer), torch.nn.Linear(4, 4))
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True

@@ -38,7 +38,7 @@ class EncoderDecoder(nn.Module):
         ffn_mult: int = 4,
         max_seq_len: int = 1024,
         dropout: float = 0.0,
-        linear_backend: str = "default",
+        linear_backend: str = "auto",
     ) -> None:
         super().__init__()
         _check_config(vocab_size, d_model, n_heads, n_encoder_layers, n_decoder_layers, max_seq_len, dropout)
@@ -83,8 +83,9 @@ class EncoderDecoder(nn.Module):
         return total
 
     def set_linear_backend(self, backend: str) -> None:
-        """Matmul backend of every bias-free linear and the output head: "default" (PyTorch's dispatch) or
-        "onednn" (CPU matmuls through oneDNN: fp32 training, fp32/bf16 inference; see `enhanced_tx.model.linear`)."""
+        """Matmul backend of every bias-free linear and the output head: "auto" (oneDNN on CPUs, PyTorch's
+        dispatch elsewhere), "default" (PyTorch's dispatch) or "onednn" (CPU matmuls through oneDNN: fp32
+        training, fp32/bf16 inference). See `enhanced_tx.model.linear`."""
         _check_linear_backend(backend)
         self.linear_backend = backend
         for module in self.modules():
