@@ -240,16 +240,23 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, how):
         torch.save(payload, buf)
         raw = buf.getvalue()
         torch.save(
-            {"format": "enhanced-tx/checkpoint", "version": 1, "step": 1,
-             "sha256": hashlib.sha256(raw).hexdigest(),
-             "payload": torch.frombuffer(bytearray(raw), dtype=torch.uint8)},
+            {
+                "format": "enhanced-tx/checkpoint",
+                "version": 1,
+                "step": 1,
+                "sha256": hashlib.sha256(raw).hexdigest(),
+                "payload": torch.frombuffer(bytearray(raw), dtype=torch.uint8),
+            },
             path,
         )
     model = TiedLM()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns about legacy pickles before refusing them
-        with pytest.raises(CheckpointError, match=r"refused to load .*evil.pt: it contains pickled Python "
-                                                  r"objects that could run code.*only load checkpoints you trust"):
+        with pytest.raises(
+            CheckpointError,
+            match=r"refused to load .*evil.pt: it contains pickled Python "
+            r"objects that could run code.*only load checkpoints you trust",
+        ):
             load_checkpoint(path)
         with pytest.raises(CheckpointError, match="refused to load"):
             load_model_weights(model, path)

@@ -21,8 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_cli(script: str, *args: str, tmp_path: Path, **popen) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", "ENHANCED_TX_CACHE": str(tmp_path / "cache")}
     return subprocess.run(
-        [sys.executable, str(ROOT / script), *args], capture_output=True, text=True, env=env, cwd=tmp_path,
-        timeout=300, **popen,
+        [sys.executable, str(ROOT / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        **popen,
     )
 
 
@@ -63,8 +68,14 @@ def test_bad_training_input_is_one_line_and_a_non_zero_exit(tmp_path, text_file,
 @pytest.mark.slow
 def test_sigterm_mid_run_saves_and_resume_matches_an_uninterrupted_run(tmp_path, text_file):
     common = [
-        *TINY_TRAIN, "data=text", f"data.path={text_file}", "model.d_model=64", "trainer.max_steps=60",
-        "trainer.eval_every=30", "trainer.log_every=1", "trainer.batch_size=16",
+        *TINY_TRAIN,
+        "data=text",
+        f"data.path={text_file}",
+        "model.d_model=64",
+        "trainer.max_steps=60",
+        "trainer.eval_every=30",
+        "trainer.log_every=1",
+        "trainer.batch_size=16",
     ]
     straight = run_cli("run_train.py", *common, f"hydra.run.dir={tmp_path / 'straight'}", tmp_path=tmp_path)
     assert straight.returncode == 0, straight.stderr
@@ -73,7 +84,11 @@ def test_sigterm_mid_run_saves_and_resume_matches_an_uninterrupted_run(tmp_path,
     env = {**os.environ, "WANDB_MODE": "offline", "ENHANCED_TX_CACHE": str(tmp_path / "cache")}
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "run_train.py"), *common, f"hydra.run.dir={run_dir}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     metrics = run_dir / "metrics.jsonl"
     deadline = time.time() + 120
@@ -85,9 +100,7 @@ def test_sigterm_mid_run_saves_and_resume_matches_an_uninterrupted_run(tmp_path,
     assert "checkpoint saved" in stderr and "Traceback" not in stderr
     assert not (run_dir / "model.safetensors").exists()  # stopped early: no final weights yet
 
-    resumed = run_cli(
-        "run_train.py", *common, f"hydra.run.dir={run_dir}", "trainer.resume=auto", tmp_path=tmp_path
-    )
+    resumed = run_cli("run_train.py", *common, f"hydra.run.dir={run_dir}", "trainer.resume=auto", tmp_path=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     a = load_file(tmp_path / "straight" / "model.safetensors")
     b = load_file(run_dir / "model.safetensors")

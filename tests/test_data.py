@@ -38,8 +38,22 @@ from enhanced_tx.data.tokenizers import wrap_tokenizer
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 WORDS = [
-    "the", "a", "model", "learns", "to", "read", "source", "text",
-    "and", "predict", "what", "follows", "in", "the", "target", "sequence",
+    "the",
+    "a",
+    "model",
+    "learns",
+    "to",
+    "read",
+    "source",
+    "text",
+    "and",
+    "predict",
+    "what",
+    "follows",
+    "in",
+    "the",
+    "target",
+    "sequence",
 ]
 
 
@@ -176,7 +190,11 @@ def test_pretrained_adds_missing_specials_and_round_trips(tmp_path: Path) -> Non
     tok.save_pretrained(tmp_path / "again")
     loaded = PreTrainedTokenizerFast.from_pretrained(tmp_path / "again")
     assert [loaded.pad_token_id, loaded.bos_token_id, loaded.eos_token_id, loaded.unk_token_id] == [
-        tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.unk_token_id]
+        tok.pad_token_id,
+        tok.bos_token_id,
+        tok.eos_token_id,
+        tok.unk_token_id,
+    ]
     assert loaded.encode(ROUND_TRIP) == tok.encode(ROUND_TRIP)
 
 
@@ -210,7 +228,7 @@ def test_text_windows_are_contiguous(text_file: Path, byte_tok: PreTrainedTokeni
     # Train is the head of the stream, validation the held-out tail, nothing shared.
     n_tokens = len(raw)
     assert len(train.tokens) + len(val.tokens) == n_tokens
-    assert bytes((np.asarray(val.tokens, dtype=np.int64) - 4).tolist()) == raw[-len(val.tokens):]
+    assert bytes((np.asarray(val.tokens, dtype=np.int64) - 4).tolist()) == raw[-len(val.tokens) :]
     assert len(val.tokens) >= 0.1 * n_tokens
     # Targets tile the train stream: every token after the first source is a target once.
     targets = torch.cat([train[i]["tgt"] for i in range(len(train))])
@@ -242,7 +260,10 @@ def test_text_val_path(text_file: Path, byte_tok: PreTrainedTokenizerFast, tmp_p
 
 
 def test_token_cache_reused_and_invalidated(
-    text_file: Path, bpe: PreTrainedTokenizerFast, byte_tok: PreTrainedTokenizerFast, tmp_path: Path,
+    text_file: Path,
+    bpe: PreTrainedTokenizerFast,
+    byte_tok: PreTrainedTokenizerFast,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cache = tmp_path / "cache"
@@ -348,9 +369,16 @@ def test_pairs_json_array_and_explicit_format(tmp_path: Path) -> None:
 
 
 def test_pairs_skip_bad_lines(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "p.jsonl", [
-        {"source": "ok 1", "target": "t"}, "{not json", {"src": "wrong field"}, {"source": "ok 2", "target": "t"},
-        {"source": "ok 3", "target": "t"}])
+    path = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"source": "ok 1", "target": "t"},
+            "{not json",
+            {"src": "wrong field"},
+            {"source": "ok 2", "target": "t"},
+            {"source": "ok 3", "target": "t"},
+        ],
+    )
     with pytest.warns(UserWarning, match=r"skipped 2 bad lines \(first: line 2"):
         train, val = PairsData(str(path), skip_bad_lines=True, val_fraction=0.3).split()
     assert len(train) + len(val) == 3
@@ -389,9 +417,7 @@ def test_error_missing_val_path(text_file: Path, byte_tok: PreTrainedTokenizerFa
         (b"caf\xe9 ok", "byte 0xe9 at offset 3"),
     ],
 )
-def test_error_bad_text_file(
-    tmp_path: Path, byte_tok: PreTrainedTokenizerFast, content: bytes, expected: str
-) -> None:
+def test_error_bad_text_file(tmp_path: Path, byte_tok: PreTrainedTokenizerFast, content: bytes, expected: str) -> None:
     path = tmp_path / "bad.txt"
     path.write_bytes(content)
     msg = err(lambda: TextData(str(path)).build(byte_tok, tmp_path))
@@ -408,11 +434,13 @@ def test_error_too_few_tokens(tmp_path: Path, byte_tok: PreTrainedTokenizerFast)
     assert "data.src_len" in msg and "data.tgt_len" in msg and "256" in msg
     val = tmp_path / "val.txt"
     val.write_text("tiny\n", encoding="utf-8")
-    msg = err(lambda: TextData(str(path), val_path=str(val), src_len=4, tgt_len=4, min_src_len=2).build(
-        byte_tok, tmp_path))
+    msg = err(
+        lambda: TextData(str(path), val_path=str(val), src_len=4, tgt_len=4, min_src_len=2).build(byte_tok, tmp_path)
+    )
     assert msg.startswith("data.val_path=") and "has 5 tokens" in msg
-    msg = err(lambda: TextData(str(val), val_path=str(path), src_len=4, tgt_len=4, min_src_len=2).build(
-        byte_tok, tmp_path))
+    msg = err(
+        lambda: TextData(str(val), val_path=str(path), src_len=4, tgt_len=4, min_src_len=2).build(byte_tok, tmp_path)
+    )
     assert msg.startswith("data.path=")
 
 
@@ -535,8 +563,11 @@ LENGTHS = np.random.default_rng(0).integers(1, 200, size=997)
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"lengths_or_n": 997}, {"lengths_or_n": LENGTHS, "bucket_size_multiplier": 5},
-     {"lengths_or_n": LENGTHS, "max_tokens": 2000}],
+    [
+        {"lengths_or_n": 997},
+        {"lengths_or_n": LENGTHS, "bucket_size_multiplier": 5},
+        {"lengths_or_n": LENGTHS, "max_tokens": 2000},
+    ],
     ids=["plain", "bucketed", "max_tokens"],
 )
 def test_sampler_resume_equals_tail(kwargs: dict) -> None:
@@ -564,8 +595,9 @@ def test_sampler_rank_sharding_uneven() -> None:
     shards = [list(EpochBatchSampler(95, batch_size=10, seed=1, rank=r, world_size=4)) for r in range(4)]
     assert {len(s) for s in shards} == {3}  # 10 batches padded to 12: every rank steps the same count
     assert set(sum((flat(s) for s in shards), [])) == set(range(95))
-    dropped = [list(EpochBatchSampler(95, batch_size=10, seed=1, rank=r, world_size=4, drop_last=True))
-               for r in range(4)]
+    dropped = [
+        list(EpochBatchSampler(95, batch_size=10, seed=1, rank=r, world_size=4, drop_last=True)) for r in range(4)
+    ]
     assert {len(s) for s in dropped} == {2}
     indices = sum((flat(s) for s in dropped), [])
     assert len(indices) == len(set(indices)) == 80
@@ -606,8 +638,11 @@ def test_sampler_max_tokens() -> None:
 # ---------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("path", sorted((CONF / "data").glob("*.yaml")) + sorted((CONF / "tokenizer").glob("*.yaml")),
-                         ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path",
+    sorted((CONF / "data").glob("*.yaml")) + sorted((CONF / "tokenizer").glob("*.yaml")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_config_files(path: Path, tmp_path: Path, text_file: Path, bpe: PreTrainedTokenizerFast) -> None:
     assert path.read_text().startswith("# ")  # a comment header (no @package: plain groups)
     cfg = OmegaConf.load(path)

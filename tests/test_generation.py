@@ -169,9 +169,7 @@ def test_padded_vocab_ids_are_never_generated(monkeypatch):
         assert out.numel() and (out < VOCAB).all()
 
 
-@pytest.mark.parametrize(
-    "sampler", [GreedySampler(), BeamSearch(num_beams=3)], ids=["greedy", "beam"]
-)
+@pytest.mark.parametrize("sampler", [GreedySampler(), BeamSearch(num_beams=3)], ids=["greedy", "beam"])
 def test_a_padded_batch_gives_what_each_prompt_gives_alone(sampler):
     model = _lively_model()
     lengths = [9, 3, 6]
@@ -296,10 +294,21 @@ def _until_eos(row: list[int]) -> list[int]:
 )
 def test_beam_search_matches_hugging_face(length_penalty, early_stopping):
     config = BartConfig(
-        vocab_size=40, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
-        pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, decoder_start_token_id=BOS,
-        forced_bos_token_id=None, forced_eos_token_id=None,
+        vocab_size=40,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=PAD,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        decoder_start_token_id=BOS,
+        forced_bos_token_id=None,
+        forced_eos_token_id=None,
     )
     torch.manual_seed(0)
     hf = BartForConditionalGeneration(config).eval()
@@ -377,8 +386,11 @@ def test_cuda_greedy_with_cache_equals_greedy_without():
 @cuda
 @pytest.mark.parametrize(
     "sampler",
-    [GreedySampler(), MultinomialSampler(top_p=0.9, top_k=50, repetition_penalty=1.2, no_repeat_ngram_size=3),
-     BeamSearch(num_beams=4)],
+    [
+        GreedySampler(),
+        MultinomialSampler(top_p=0.9, top_k=50, repetition_penalty=1.2, no_repeat_ngram_size=3),
+        BeamSearch(num_beams=4),
+    ],
     ids=["greedy", "sample", "beam"],
 )
 def test_cuda_decoding_syncs_the_host_once_per_step(sampler):

@@ -113,8 +113,18 @@ def _read_offline_run(folder: Path) -> dict:
 @pytest.fixture
 def wandb_env(tmp_path, monkeypatch):
     """No key, no netrc, W&B's own folders in tmp, and a dead server address in case anything dials out."""
-    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_DISABLED", "NETRC",
-                "WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID", "WANDB_RESUME"):
+    for var in (
+        "WANDB_API_KEY",
+        "WANDB_MODE",
+        "WANDB_IDENTITY_TOKEN_FILE",
+        "WANDB_DISABLED",
+        "NETRC",
+        "WANDB_DIR",
+        "WANDB_PROJECT",
+        "WANDB_ENTITY",
+        "WANDB_RUN_ID",
+        "WANDB_RESUME",
+    ):
         monkeypatch.delenv(var, raising=False)
     home = tmp_path / "home"
     home.mkdir()
@@ -163,7 +173,11 @@ def test_offline_wandb_run_holds_metrics_config_tags_and_table(wandb_env):
     run = _read_offline_run(folder)
     assert run["run"].run_id == run_id
     assert (run["run"].project, run["run"].run_group, run["run"].display_name, run["run"].job_type) == (
-        "enhanced-tx-test", "sweep-a", "norm=rmsnorm", "train")
+        "enhanced-tx-test",
+        "sweep-a",
+        "norm=rmsnorm",
+        "train",
+    )
     assert set(run["run"].tags) == {"extra", "smoke", "model=tiny", "norm=rmsnorm", "positional=rope"}
     assert run["config"]["model"] == {"d_model": 16}
     assert run["config"]["optimizer"] == {"lr": 0.001}
@@ -349,7 +363,9 @@ def test_logger_configs_build_the_loggers():
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
