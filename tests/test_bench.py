@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from enhanced_tx.bench.__main__ import main
-from enhanced_tx.model.linear import linear
+from enhanced_tx.model.linear import linear, packed_weights
 
 
 def test_quick_bench_prints_tables_with_ratio_columns(tmp_path, capsys):
@@ -49,11 +49,11 @@ def test_onednn_inference_uses_a_packed_copy_that_follows_weight_updates():
     x = torch.randn(2, 3, 512)
     for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 0.1)):
         w = weight if dtype == torch.float32 else weight.detach().to(dtype)
-        with torch.inference_mode():
+        with torch.inference_mode(), packed_weights():
             got = linear(x.to(dtype), w, "onednn")
         torch.testing.assert_close(got.float(), F.linear(x.to(dtype), w).float(), rtol=tol, atol=tol)
     with torch.no_grad():
         weight.mul_(-1)  # an update bumps the version: the packed copy must be rebuilt
-    with torch.inference_mode():
+    with torch.inference_mode(), packed_weights():
         got = linear(x, weight, "onednn")
     torch.testing.assert_close(got, F.linear(x, weight.detach()), rtol=1e-4, atol=1e-4)

@@ -213,6 +213,30 @@ def test_decoding_avoids_cudnn_attention_and_restores_the_setting(monkeypatch):
     assert torch.backends.cuda.cudnn_sdp_enabled() == before
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+def test_generation_after_a_fused_adamw_step_sees_the_updated_weights():
+    """The fused AdamW updates weights in place without bumping their version: packed copies must not survive."""
+    from enhanced_tx.model import linear as linear_module
+
+    model = make_model(vocab_size=2048, d_model=256, n_heads=4, n_encoder_layers=1, n_decoder_layers=1)
+    assert model.linear_backend == "auto" and model.embed.weight.numel() * 4 >= 1 << 20  # the head gets packed
+    src = torch.randint(3, 2048, (2, 9))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    for _ in range(2):
+        generate(model, src, max_new_tokens=4, sampler=GreedySampler(), bos_id=1, eos_id=-1)
+        assert not linear_module._PACKED  # copies dropped when generate() returns
+        model.train()
+        model(src, src[:, :5]).logsumexp(-1).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        model.eval()
+        with torch.no_grad():
+            reference = model(src, src[:, :5])
+        with torch.inference_mode(), linear_module.packed_weights():
+            packed = model(src, src[:, :5])
+        torch.testing.assert_close(packed, reference, rtol=1e-4, atol=1e-4)
+
+
 def test_zero_new_tokens_gives_an_empty_result():
     model = _lively_model()
     src, mask = _sources([5, 3])

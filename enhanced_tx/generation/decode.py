@@ -13,6 +13,7 @@ from enhanced_tx.errors import ConfigError
 from enhanced_tx.generation.samplers import OnToken, Sampler
 from enhanced_tx.generation.steppers import CachedStepper, RecomputeStepper, Stepper
 from enhanced_tx.model import EncoderDecoder
+from enhanced_tx.model.linear import packed_weights
 
 # cuDNN attention builds an execution plan for every new shape (about 45 ms each on an H200). Incremental
 # decoding meets a new key length at every step, so it would pay that at every step of every call (10x
@@ -56,7 +57,7 @@ def generate(
     """
     if max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    with torch.inference_mode(), _eval_mode(model), sdpa_kernel(DECODE_ATTENTION_BACKENDS):
+    with torch.inference_mode(), _eval_mode(model), sdpa_kernel(DECODE_ATTENTION_BACKENDS), packed_weights():
         stepper: Stepper = (
             CachedStepper(model, src, src_mask, max_len=max_new_tokens)
             if use_cache
