@@ -7,10 +7,13 @@ exact match, mean output length and tokens/s. Text / sample data: loss and perpl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 from enhanced_tx.cli import guarded
+from enhanced_tx.overrides import check_group_options
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
@@ -22,4 +25,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_group_options(Path(__file__).parent / "conf")
     main()

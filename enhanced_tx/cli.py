@@ -22,46 +22,66 @@ from enhanced_tx.sweeps.failures import record_failure as _write_failure
 
 register_resolvers()  # ${short_dirname:...} in conf/hydra/default.yaml: before Hydra resolves a job folder
 
-# seed flag -> (override key, value for a bare flag)
-LEGACY_FLAGS: dict[str, tuple[str, str | None]] = {
-    "--batch_size": ("trainer.batch_size", None),
-    "--epochs": ("trainer.epochs", None),
-    "--device": ("device", None),
-    "--mixed_precision": ("precision", None),
-    "--use_rotary_embeddings": ("positional", "rope"),
-    "--gradient_checkpointing": ("trainer.gradient_checkpointing", "true"),
-    "--gradient_accumulation_steps": ("trainer.gradient_accumulation_steps", None),
-    "--max_steps": ("trainer.max_steps", None),
-    "--lr": ("optimizer.lr", None),
-    "--seed": ("seed", None),
+# seed flag -> override key; switches (no value needed) also map `true`/`false` to an override value
+LEGACY_FLAGS: dict[str, str] = {
+    "--batch_size": "trainer.batch_size",
+    "--epochs": "trainer.epochs",
+    "--device": "device",
+    "--mixed_precision": "precision",
+    "--use_rotary_embeddings": "positional",
+    "--gradient_checkpointing": "trainer.gradient_checkpointing",
+    "--gradient_accumulation_steps": "trainer.gradient_accumulation_steps",
+    "--max_steps": "trainer.max_steps",
+    "--lr": "optimizer.lr",
+    "--seed": "seed",
 }
+LEGACY_SWITCHES: dict[str, dict[bool, str]] = {
+    "--use_rotary_embeddings": {True: "rope", False: "sinusoidal"},
+    "--gradient_checkpointing": {True: "true", False: "false"},
+}
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 __all__ = ["FAILURE_FILE", "LEGACY_FLAGS", "guarded", "one_line", "record_failure", "translate_legacy_flags"]
 
 
 def translate_legacy_flags(argv: list[str] | None = None) -> list[str]:
-    """Rewrite `--batch_size 8` / `--batch_size=8` / `--gradient_checkpointing` in place into overrides."""
+    """Rewrite the seed's flags in place into overrides: `--batch_size 8` / `--batch_size=8` ->
+    `trainer.batch_size=8`; switches `--gradient_checkpointing` [true|false]. `--epochs N` alone also lifts the
+    default `trainer.max_steps` cap (with `--max_steps` too, the smaller limit wins)."""
     args = sys.argv if argv is None else argv
     out, i = [args[0]], 1
     while i < len(args):
-        flag, _, inline = args[i].partition("=")
+        flag, has_inline, inline = args[i].partition("=")
         if flag not in LEGACY_FLAGS:
             out.append(args[i])
             i += 1
             continue
-        key, bare_value = LEGACY_FLAGS[flag]
-        if inline:
+        key, switch = LEGACY_FLAGS[flag], LEGACY_SWITCHES.get(flag)
+        following = args[i + 1] if i + 1 < len(args) else None
+        if has_inline:
             value = inline
-        elif bare_value is not None:
-            value = bare_value
-        elif i + 1 < len(args):
-            i += 1
-            value = args[i]
+        elif switch is not None:
+            if following is not None and following.lower() in _BOOLEANS:
+                value, i = following, i + 1
+            else:
+                value = "true"
+        elif following is None or following.startswith("--"):
+            raise SystemExit(f"error: {flag} needs a value, e.g. {flag} {_EXAMPLES.get(flag, '8')}")
         else:
-            raise SystemExit(f"error: {flag} needs a value")
+            value, i = following, i + 1
+        if switch is not None:
+            if value.lower() not in _BOOLEANS:
+                raise SystemExit(f"error: {flag}={value}: expected true or false")
+            value = switch[_BOOLEANS[value.lower()]]
         out.append(f"{key}={value}")
         i += 1
+    overridden = {arg.partition("=")[0].lstrip("+~") for arg in out[1:]}
+    if "trainer.epochs" in overridden and "trainer.max_steps" not in overridden:
+        out.append("trainer.max_steps=null")  # the default 400-step cap would silently cut the epochs short
     args[:] = out
     return args
+
+
+_EXAMPLES = {"--mixed_precision": "bf16", "--device": "cpu", "--lr": "3e-4"}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -111,7 +131,11 @@ def record_failure(output_dir: str | os.PathLike, error: BaseException) -> Path:
 
 
 def _output_dir(cfg) -> str | None:
-    return cfg.get("paths", {}).get("output_dir") if hasattr(cfg, "get") else None
+    """The run folder a failure marker belongs in: training runs only. Evaluation and generation write into an
+    existing run (or nowhere) and their Hydra output folder is the working directory, which is not a run."""
+    if not hasattr(cfg, "get") or "trainer" not in cfg:
+        return None
+    return cfg.get("paths", {}).get("output_dir")
 
 
 def guarded(task: Callable) -> Callable:

@@ -421,3 +421,14 @@ def test_rng_capture_restore_reproduces_draws_through_a_checkpoint(tmp_path):
     assert _draws() != expected  # the generators moved on
     restore_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"])
     assert _draws() == expected
+
+
+@pytest.mark.parametrize("target", ["../../elsewhere", "/tmp/dcp/step_1", "dcp/step_1/../../x", "dcp/other"])
+def test_a_sharded_reference_outside_its_dcp_folder_is_refused(tmp_path, target):
+    """A .pt is safe to load, but DCP unpickles its folder's .metadata: the reference must not lead elsewhere."""
+    from enhanced_tx.training.sharded_checkpoint import load_model
+
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    save_checkpoint({"dcp": target, "step": 1}, path, step=1)
+    with pytest.raises(CheckpointError, match=r"refusing to follow it"):
+        load_model(path, torch.nn.Linear(2, 2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import random
 import sys
@@ -652,7 +653,7 @@ def test_config_files(path: Path, tmp_path: Path, text_file: Path, bpe: PreTrain
     overrides = {
         "text.yaml": {"path": str(text_file)},
         "pairs.yaml": {"path": str(text_file), "format": "tsv"},
-        "sample.yaml": {},
+        "sample.yaml": {"cache_dir": str(tmp_path / "cache")},  # ${paths.cache_dir} in the composed config
         "pretrained.yaml": {"name_or_path": str(tmp_path / "tok")},
     }
     bpe.save_pretrained(tmp_path / "tok")
@@ -676,3 +677,22 @@ def test_groups_compose_under_data_and_tokenizer(text_file: Path) -> None:
     assert cfg.data._target_ == "enhanced_tx.data.TextData" and cfg.data.path == str(text_file)
     assert cfg.tokenizer._target_ == "enhanced_tx.data.ByteTokenizer"
     assert isinstance(instantiate(cfg.data), TextData)
+
+
+def test_cache_files_follow_the_umask_so_a_shared_cache_stays_readable(tmp_path):
+    from enhanced_tx.data.cache import atomic_write
+
+    previous = os.umask(0o002)
+    try:
+        target = tmp_path / "shared" / "tokens.bin"
+        atomic_write(target, lambda tmp: tmp.write_bytes(b"abc"))
+    finally:
+        os.umask(previous)
+    assert target.read_bytes() == b"abc" and (target.stat().st_mode & 0o777) == 0o664
+
+
+def test_the_sample_corpus_is_cached_under_paths_cache_dir(tmp_path):
+    from .conftest import compose_train
+
+    cfg = compose_train(tmp_path, "data=sample")
+    assert cfg.data.cache_dir == cfg.paths.cache_dir == str(tmp_path / "cache")

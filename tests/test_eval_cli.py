@@ -77,8 +77,13 @@ def test_run_eval_end_to_end_in_a_subprocess(tiny_pairs_run, tmp_path):
 
 def test_run_eval_errors_are_one_line(tmp_path, capsys):
     cfg = compose_train(tmp_path, f"run={tmp_path / 'missing'}", "data.path=x.jsonl", config_name="eval")
+    workdir = Path(cfg.paths.output_dir)  # Hydra's output folder of run_eval.py: the working directory
+    workdir.mkdir(parents=True)
+    (workdir / "FAILED.json").write_text('{"error": "a training run that failed here"}')
     with pytest.raises(SystemExit) as exit_info:
         guarded(evaluate)(cfg)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: run=") and "is not a training run folder" in err[0]
+    # evaluation neither clears nor writes failure markers in the folder it was started from
+    assert json.loads((workdir / "FAILED.json").read_text()) == {"error": "a training run that failed here"}

@@ -106,6 +106,26 @@ def read_prompts_file(path: str | Path) -> list[str]:
     return prompts
 
 
+def prompt_list(prompt: object) -> list[str]:
+    """`prompt=` as a list of strings. Hydra parses `prompt=1984` as an int and `prompt=true` as a bool: they
+    are text too. A list (`prompt=[a,b]`) is one batch."""
+    items = list(prompt) if isinstance(prompt, Sequence) and not isinstance(prompt, str) else [prompt]
+    if not items:
+        raise ConfigError('prompt=[] is empty: give prompt="..." or prompts_file=PATH (one prompt a line)')
+    texts = []
+    for item in items:
+        if isinstance(item, bool):
+            texts.append(str(item).lower())
+        elif isinstance(item, str | int | float):
+            texts.append(str(item))
+        else:
+            raise ConfigError(
+                f"prompt={prompt!r} must be a string or a list of strings: quote it, prompt='\"...\"', "
+                "or use prompts_file=PATH (one prompt a line)"
+            )
+    return texts
+
+
 def generate_text(cfg: DictConfig) -> list[str]:
     """Generate continuations of the prompts with the run and sampler `cfg` selects; print and return them.
 
@@ -120,11 +140,7 @@ def generate_text(cfg: DictConfig) -> list[str]:
     if copies < 1:
         raise ConfigError(f"num_return_sequences={copies} must be >= 1")
     prompts_file = cfg.get("prompts_file")
-    prompts = (
-        read_prompts_file(prompts_file)
-        if prompts_file
-        else ([cfg.prompt] if isinstance(cfg.prompt, str) else list(cfg.prompt))
-    )
+    prompts = read_prompts_file(prompts_file) if prompts_file else prompt_list(cfg.prompt)
     run = load_run(resolve_run_dir(cfg.run, cfg.runs_root), cfg.checkpoint, device=device, dtype=precision.dtype)
     tokenizer, eos_id = run.tokenizer, run.tokenizer.eos_token_id
     print(f"run: {run.run_dir}  weights: {run.weights.name}  {run.model.summary()}", file=sys.stderr)

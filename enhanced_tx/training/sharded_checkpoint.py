@@ -60,8 +60,18 @@ def reference(state: dict, name: str) -> dict:
 
 
 def folder(state: dict, path: str | os.PathLike) -> Path:
-    """The DCP folder a `.pt` file at `path` refers to (next to it)."""
-    found = Path(path).parent / state["dcp"]
+    """The DCP folder a `.pt` file at `path` refers to (next to it).
+
+    DCP reads its `.metadata` with pickle, so only the folder name `save` writes is accepted: a crafted `.pt`
+    (itself safe to load) cannot point the load at a pickle elsewhere on disk.
+    """
+    name = state["dcp"]
+    if not re.fullmatch(rf"{DCP_FOLDER}/step_\d+", name):
+        raise CheckpointError(
+            f"checkpoint {path} points its weights at {name!r}, not at a {DCP_FOLDER}/step_N folder next to it; "
+            "refusing to follow it (use a checkpoint written by enhanced-tx, or its model.safetensors)"
+        )
+    found = Path(path).parent / name
     if not (found / ".metadata").is_file():
         raise CheckpointError(
             f"checkpoint {path} keeps its weights in {found}, which is missing or incomplete; "

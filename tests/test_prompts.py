@@ -1,0 +1,30 @@
+"""`prompt=` values as Hydra parses them become the text the user typed, or a one-line error."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from enhanced_tx.errors import ConfigError
+from enhanced_tx.generation.run import prompt_list
+
+
+def test_scalars_hydra_parses_as_numbers_or_booleans_are_text():
+    cfg = OmegaConf.create({"year": 1984, "ratio": 0.5, "flag": True, "text": "Once upon"})
+    assert [prompt_list(cfg[k]) for k in ("year", "ratio", "flag", "text")] == [
+        ["1984"],
+        ["0.5"],
+        ["true"],
+        ["Once upon"],
+    ]
+
+
+def test_a_list_is_one_batch_of_prompts():
+    assert prompt_list(OmegaConf.create({"p": ["a b", 7]}).p) == ["a b", "7"]
+
+
+@pytest.mark.parametrize("value", [None, {"k": 1}, []])
+def test_other_values_are_a_one_line_config_error(value):
+    with pytest.raises(ConfigError, match="prompt=") as error:
+        prompt_list(OmegaConf.create({"p": value}).p)
+    assert "\n" not in str(error.value)
