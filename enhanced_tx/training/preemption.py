@@ -12,8 +12,8 @@ class TrainingInterrupted(Exception):
 
     def __init__(self, signum: int, step: int) -> None:
         super().__init__(
-            f"{signal.Signals(signum).name} at step {step}: checkpoint saved; continue with trainer.resume=auto "
-            "(same run dir: hydra.run.dir=RUN_DIR)"
+            f"{signal.Signals(signum).name} at step {step}: checkpoint saved; continue with the same command plus "
+            "trainer.resume=auto (the same overrides and run dir: hydra.run.dir=RUN_DIR)"
         )
         self.signum = signum
         self.exit_code = 128 + signum

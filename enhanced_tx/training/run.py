@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import shlex
 from pathlib import Path
 
 import torch
@@ -16,6 +18,7 @@ from enhanced_tx.sweeps.job import run_identity
 from enhanced_tx.tracking.run_info import write_run_info
 from enhanced_tx.training.distributed import SilentLogger
 from enhanced_tx.training.preflight import check_lengths, check_training_config
+from enhanced_tx.training.resume import ResumePoint, check_fresh_folder, check_same_run, find_resume_point
 from enhanced_tx.training.setup import resolve_device, seed_everything
 from enhanced_tx.training.trainer import TrainingParts
 
@@ -23,20 +26,49 @@ RESOLVED_CONFIG = "config.resolved.yaml"
 TOKENIZER_DIR = "tokenizer"
 
 
-def prepare_tokenizer(cfg: DictConfig, data, run_dir: Path) -> PreTrainedTokenizerFast:
-    """Reuse the run's saved tokenizer (resume), the warm-start source's (trainer.init_from: its weights
-    index that tokenizer's ids), or build one; save it into the run."""
+def prepare_tokenizer(
+    cfg: DictConfig, data, run_dir: Path, resume: ResumePoint | None = None, is_main: bool = True
+) -> PreTrainedTokenizerFast:
+    """The tokenizer of the run the resumed checkpoint belongs to (its weights index that tokenizer's ids),
+    else the warm-start source's (trainer.init_from, likewise), else a new one built from cfg.tokenizer;
+    saved into the run. Ranks other than 0 load what rank 0 saved (`strategy.main_first`)."""
     folder = run_dir / TOKENIZER_DIR
-    if (folder / "tokenizer.json").exists():
+    if not is_main:
         return PreTrainedTokenizerFast.from_pretrained(str(folder))
-    source = _warm_start_tokenizer(cfg)
+    source, why = _source_tokenizer(cfg, resume)
+    if source is not None and source.resolve() == folder.resolve():  # a resume in its own folder
+        return PreTrainedTokenizerFast.from_pretrained(str(folder))
     if source is not None:
-        print(f"warm start: using the tokenizer of {source.parent} (cfg.tokenizer is not used)")
+        print(f"{why}: using the tokenizer of {source.parent} (cfg.tokenizer is not used)")
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(source))
     else:
         tokenizer = instantiate(cfg.tokenizer).build(data.tokenizer_corpus())
     tokenizer.save_pretrained(str(folder))
     return tokenizer
+
+
+def _source_tokenizer(cfg: DictConfig, resume: ResumePoint | None) -> tuple[Path | None, str]:
+    """A saved tokenizer the run must use, and why: None for a fresh run (even where one lies in its folder)."""
+    if resume is not None:
+        folder = resume.run_dir / TOKENIZER_DIR
+        return (folder if (folder / "tokenizer.json").is_file() else None), "resume"
+    return _warm_start_tokenizer(cfg), "warm start"
+
+
+def open_run(cfg: DictConfig, run_dir: Path, resolved: dict, is_main: bool = True) -> ResumePoint | None:
+    """Before anything is written or logged: the checkpoint `trainer.resume` names, read and verified once
+    (None: a fresh start), which must come from a run with the same config; a fresh run needs a folder
+    that holds no other run."""
+    spec = cfg.trainer.get("resume")
+    point = find_resume_point(spec, run_dir)
+    if point is not None:
+        check_same_run(point, resolved, spec)
+    elif spec == "auto":  # nothing saved yet (a first start, or a crash before the first checkpoint)
+        if is_main:
+            print(f"trainer.resume=auto: no checkpoint in {run_dir / 'checkpoints'}; starting from scratch")
+    else:
+        check_fresh_folder(run_dir)
+    return point
 
 
 def group_choices(cfg: DictConfig) -> dict[str, str]:
@@ -58,6 +90,7 @@ def train(cfg: DictConfig) -> float:
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    resume = open_run(cfg, run_dir, resolved, strategy.is_main)
     if strategy.is_main:
         OmegaConf.save(OmegaConf.create(resolved), run_dir / RESOLVED_CONFIG)
         write_run_info(run_dir)
@@ -75,7 +108,8 @@ def train(cfg: DictConfig) -> float:
         group=group,
         name=name,
         job_type="train",
-        resume_id=_previous_logger_run_id(cfg.trainer.get("resume"), run_dir),
+        # a resume continues its W&B run; a fork (trainer.resume=PATH into another run) starts its own
+        resume_id=resume.logger_run_id if resume is not None and resume.belongs_to(run_dir) else None,
     )
     exit_code = 1
     try:
@@ -84,7 +118,7 @@ def train(cfg: DictConfig) -> float:
         device = strategy.setup(resolve_device(cfg.device))  # joins the process group; cuda:LOCAL_RANK
         data = instantiate(cfg.data)
         # rank 0 first (it trains and saves the tokenizer, fills the caches); the others then load those
-        tokenizer = strategy.main_first(lambda: prepare_tokenizer(cfg, data, run_dir))
+        tokenizer = strategy.main_first(lambda: prepare_tokenizer(cfg, data, run_dir, resume, strategy.is_main))
         train_set, val_set = strategy.main_first(lambda: data.build(tokenizer, Path(cfg.paths.cache_dir)))
         model = instantiate(cfg.model, vocab_size=len(tokenizer))
         check_lengths(model, data)
@@ -118,6 +152,7 @@ def train(cfg: DictConfig) -> float:
             },
             val_references=validation_references(data),
             max_tokens_per_batch=getattr(data, "max_tokens_per_batch", None),
+            resume_from=resume,
         )
         best = trainer.fit(parts)
         logger.summary({trainer.best_key: best})
@@ -132,24 +167,46 @@ def train(cfg: DictConfig) -> float:
         return best
     print(f"run dir: {run_dir}")
     print(f"best {trainer.monitor}: {best:.4f}" if math.isfinite(best) else f"no {trainer.monitor} recorded")
-    print(f'generate: python run_generate.py run={run_dir} prompt="The transformer architecture is"')
+    print(f"generate: {generate_command(run_dir)}")
     return best
+
+
+def generate_command(run_dir: Path) -> str:
+    """The command line that generates from `run_dir`, quoted for Hydra and the shell where needed (sweep job
+    folders hold `=` and `,`)."""
+    run = _shell_word(f"run={hydra_value(str(run_dir))}")
+    return f'python run_generate.py {run} prompt="The transformer architecture is"'
+
+
+def _shell_word(word: str) -> str:
+    """`word` for a POSIX shell: as is, in double quotes where nothing in it expands there, else shlex's."""
+    if shlex.quote(word) == word:
+        return word
+    return f'"{word}"' if not set(word) & set('"$`\\!') else shlex.quote(word)
+
+
+def hydra_value(text: str) -> str:
+    """`text` as an override value Hydra reads back unchanged: as is where it does, else single-quoted."""
+    if _parsed_value(text) == text:
+        return text
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)  # backslashes before a quote double
+    escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)  # and before the closing quote
+    return f"'{escaped}'"
+
+
+def _parsed_value(value: str) -> object:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides([f"run={value}"])[0].value()
+    except Exception:  # a grammar error: the value needs quotes
+        return None
 
 
 def _collator(tokenizer: PreTrainedTokenizerFast):
     from enhanced_tx.data.collate import Collator
 
     return Collator(pad_id=tokenizer.pad_token_id, bos_id=tokenizer.bos_token_id)
-
-
-def _previous_logger_run_id(resume: str | None, run_dir: Path) -> str | None:
-    """A resumed run continues its W&B run: the id is stored in the checkpoint it resumes from."""
-    if not resume:
-        return None
-    from enhanced_tx.checkpoint import CheckpointManager, load_checkpoint
-
-    path = CheckpointManager(run_dir / "checkpoints").resolve(resume)
-    return None if path is None else load_checkpoint(path).get("logger_run_id")
 
 
 def _summarise_error(logger, error: BaseException) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from enhanced_tx.checkpoint import CheckpointManager, capture_rng_state, load_checkpoint, restore_rng_state
+from enhanced_tx.checkpoint import CheckpointManager, capture_rng_state, restore_rng_state
 from enhanced_tx.data.collate import IGNORE_INDEX, Batch
 from enhanced_tx.data.sampling import EpochBatchSampler
 from enhanced_tx.errors import EnhancedTxError
@@ -26,6 +26,7 @@ from enhanced_tx.training.loss import token_loss_sum
 from enhanced_tx.training.optim import OptimizerFactory, build_optimizer
 from enhanced_tx.training.precision import Precision
 from enhanced_tx.training.preemption import PreemptionGuard, TrainingInterrupted
+from enhanced_tx.training.resume import ResumePoint, find_resume_point
 from enhanced_tx.training.schedule import Schedule
 from enhanced_tx.training.throughput import measure_matmul_peak
 
@@ -70,6 +71,8 @@ class TrainingParts:
     special_ids: dict = dataclasses.field(default_factory=dict)  # bos_id, eos_id, pad_id
     val_references: Sequence[str] = ()  # untokenized targets of val_set, in order (pairs): for eval_generate
     max_tokens_per_batch: int | None = None  # token budget per micro-batch (data.max_tokens_per_batch)
+    # the checkpoint trainer.resume names, already read by the run composition (read once); None: look it up
+    resume_from: ResumePoint | None = None
 
 
 class Trainer:
@@ -145,6 +148,7 @@ class Trainer:
         self.monitor = monitor
         self.max_tokens_per_batch: int | None = None  # set from TrainingParts in fit
         self.strategy = strategy if strategy is not None else SingleProcess()  # conf/trainer/strategy/
+        self._resume_cache: tuple[ResumePoint | None] | None = None  # looked up once per fit
 
     @property
     def rank(self) -> int:
@@ -187,6 +191,10 @@ class Trainer:
             state.epoch += 1
             state.batch_in_epoch = 0
 
+    def _limits(self) -> dict:
+        """The configured limits (stored in checkpoints: a resume with other limits is a changed run)."""
+        return {"max_steps": self.max_steps, "epochs": self.epochs, "budget": dict(self.budget_config)}
+
     def _budget(self, parts: TrainingParts) -> Budget:
         max_steps = self.max_steps
         if self.epochs is not None:
@@ -196,19 +204,25 @@ class Trainer:
         return Budget(max_steps=max_steps, **self.budget_config)
 
     # ------------------------------------------------------------------ resume
-    def _restore(self, parts: TrainingParts, manager: CheckpointManager, optimizer, scaler) -> TrainState:
+    def _resume_point(self, parts: TrainingParts) -> ResumePoint | None:
+        """The checkpoint to resume from (None: a fresh start), read once per fit."""
         if not self.resume:
-            return TrainState()
-        path = manager.resolve(self.resume)
-        if path is None:  # resume=auto and nothing saved yet: a fresh start
-            return TrainState()
-        state = load_checkpoint(path)
+            return None
+        if self._resume_cache is None:
+            self._resume_cache = (parts.resume_from or find_resume_point(self.resume, parts.run_dir),)
+        return self._resume_cache[0]
+
+    def _restore(self, parts: TrainingParts, optimizer, scaler) -> tuple[TrainState, Budget]:
+        point = self._resume_point(parts)
+        if point is None:  # no resume, or resume=auto and nothing saved yet: a fresh start
+            return TrainState(), self._budget(parts)
+        path, state = point.path, point.take_state()
+        _check_weight_shapes(state, path, parts.model)
         self.strategy.load_weights(state, path, parts.model, optimizer)  # full or sharded, any world size
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
-        if state.get("budget"):  # the schedule is laid out over the total the run started with
-            self.budget_override = Budget(**state["budget"])
+        budget = self._resumed_budget(parts, state)
         self.wandb_run_id = state.get("logger_run_id")
         self._print(f"resumed from {path} at step {state['train_state']['step']}")
         train_state = TrainState(**state["train_state"])
@@ -216,7 +230,32 @@ class Trainer:
         train_state.batch_in_epoch = rescale_position(
             train_state.batch_in_epoch, *saved, self.world_size, self.batch_size
         )
-        return train_state
+        return train_state, budget
+
+    def _resumed_budget(self, parts: TrainingParts, state: dict) -> Budget:
+        """The schedule is laid out over the total the run started with (stored in the checkpoint), so a
+        resumed run ends as the straight one. Other limits now (a longer run) win, with a warning: the LR
+        schedule then spans the new total."""
+        configured = self._budget(parts)
+        if not state.get("budget"):
+            return configured
+        stored = Budget(**state["budget"])
+        # the limits as configured: an epoch count gives another number of steps at another world size
+        changed = state["limits"] != self._limits() if "limits" in state else stored != configured
+        if not changed or stored == configured:
+            return stored
+        was, now = stored.as_dict(), configured.as_dict()
+        steps = "trainer.max_steps" if self.epochs is None else "steps (trainer.epochs, trainer.max_steps)"
+        totals = "; ".join(
+            f"{steps if k == 'max_steps' else 'trainer.budget.' + k}: {_total(was[k])} -> {_total(now[k])}"
+            for k in was
+            if was[k] != now[k]
+        )
+        self._print(
+            f"warning: resuming with other training limits than the checkpoint's ({totals}); training to the new "
+            "total, and the LR schedule now spans it: the run is no longer identical to a straight run"
+        )
+        return configured
 
     def _checkpoint_state(self, parts, optimizer, scaler, state: TrainState, budget: Budget) -> dict:
         return {
@@ -229,6 +268,7 @@ class Trainer:
             "batch_size": self.batch_size,
             "rng": capture_rng_state(),
             "budget": budget.as_dict(),
+            "limits": self._limits(),
             "config": parts.config,
             "logger_run_id": getattr(parts.logger, "run_id", None),
         }
@@ -237,7 +277,8 @@ class Trainer:
     def fit(self, parts: TrainingParts) -> float:
         """Train until the first limit; returns the best `monitor` value (val/loss: what a sweep minimises)."""
         self._configure_from_parts(parts)
-        if self.init_from and not self._resuming(parts):  # weights only: no optimizer, schedule or step
+        self._resume_cache = None
+        if self.init_from and self._resume_point(parts) is None:  # weights only: no optimizer, schedule or step
             from enhanced_tx.training.warm_start import warm_start
 
             source = warm_start(parts.model, self.init_from)
@@ -250,11 +291,9 @@ class Trainer:
         base_lrs = [group["lr"] for group in optimizer.param_groups]
         scaler = parts.precision.grad_scaler(device)
         manager = CheckpointManager(parts.run_dir / "checkpoints", keep_last=self.keep_last)
-        self.budget_override = None
-        state = self._restore(parts, manager, optimizer, scaler)
-        budget = self.budget_override or self._budget(parts)
+        state, budget = self._restore(parts, optimizer, scaler)
         forward = torch.compile(wrapped) if self.compile else wrapped
-        peak = self.peak_flops or measure_matmul_peak(device, parts.precision.dtype)
+        peak = self.peak_flops or _measure_peak(device, parts.precision.dtype)
 
         batches = self._micro_batches(parts, state)
         bar = tqdm(
@@ -480,12 +519,6 @@ class Trainer:
             return False
         return state.best_monitored is None or value > state.best_monitored  # bleu/chrf: higher is better
 
-    def _resuming(self, parts: TrainingParts) -> bool:
-        """A resume that finds a checkpoint wins over init_from (a warm-started run resumes as itself)."""
-        if not self.resume:
-            return False
-        return CheckpointManager(parts.run_dir / "checkpoints").resolve(self.resume) is not None
-
     def _configure_from_parts(self, parts: TrainingParts) -> None:
         """Settings that come with the parts (the data's token budget); refuses impossible combinations."""
         self.max_tokens_per_batch = parts.max_tokens_per_batch
@@ -527,6 +560,31 @@ class Trainer:
             state.step,
             is_best,
         )
+
+
+def _measure_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """The matmul peak for MFU, on random matrices drawn from a forked RNG: the training RNG (dropout) is
+    the same whether the peak is measured or set, so a resumed run stays bit-identical."""
+    devices = (
+        [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    )
+    with torch.random.fork_rng(devices=devices):
+        return measure_matmul_peak(device, dtype)
+
+
+def _check_weight_shapes(state: dict, path: Path, model: nn.Module) -> None:
+    """A full checkpoint from another architecture is a one-line CheckpointError, not a size-mismatch
+    traceback (sharded checkpoints are checked by torch.distributed.checkpoint)."""
+    from enhanced_tx.checkpoint import _check_shapes
+    from enhanced_tx.training import sharded_checkpoint
+
+    if sharded_checkpoint.is_sharded(state) or not isinstance(state.get("model"), dict):
+        return
+    _check_shapes(path, {k: list(v.shape) for k, v in state["model"].items()}, model.state_dict())
+
+
+def _total(value) -> str:
+    return "unset" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _dataset_lengths(dataset: Dataset):

@@ -1,0 +1,159 @@
+"""Resume (`trainer.resume`): find and read the checkpoint once, and refuse what would not continue the run.
+
+- `find_resume_point`: the checkpoint `trainer.resume` names, read and checksum-verified once; run
+  composition (`enhanced_tx.training.run`) and the trainer share it.
+- `check_same_run`: the config that defines the run (model, tokenizer, data, optimizer, scheduler, precision,
+  seed) must be the one stored in the checkpoint; limits, evaluation, logging, paths and devices may change.
+- `check_fresh_folder`: a run that resumes nothing must not write into another run's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from enhanced_tx.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
+from enhanced_tx.errors import ConfigError
+
+CHECKPOINTS_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+
+# Top-level config keys whose values define what a run trains; a resume must not change them.
+RUN_DEFINING = ("model", "tokenizer", "data", "optimizer", "scheduler", "precision", "seed")
+# ... except these, which say where files are or how a kernel runs, not what is trained.
+MAY_CHANGE = frozenset(
+    {
+        "model.linear_backend",
+        "tokenizer.local_files_only",
+        "data.path",
+        "data.val_path",
+        "data.cache_dir",
+        "optimizer.fused",
+        "optimizer.foreach",
+    }
+)
+_SHOWN_DIFFERENCES = 8  # keys named in the error; the rest are counted
+
+
+@dataclass
+class ResumePoint:
+    """A checkpoint to resume from: where it is and its state (read once; `take_state` hands it over)."""
+
+    path: Path
+    state: dict | None
+
+    def __post_init__(self) -> None:
+        self.step = int(self.state.get("train_state", {}).get("step", self.state.get("step") or 0))
+        self.config = self.state.get("config") or {}
+        self.logger_run_id = self.state.get("logger_run_id")
+
+    def take_state(self) -> dict:
+        """The checkpoint's state; the point lets go of it (a model's weights are not held twice)."""
+        if self.state is None:
+            raise RuntimeError(f"the state of {self.path} was already handed over")
+        state, self.state = self.state, None
+        return state
+
+    def belongs_to(self, run_dir: Path) -> bool:
+        """Whether the checkpoint lies in `run_dir`'s own checkpoints/ folder (not a fork of another run)."""
+        own = (Path(run_dir) / CHECKPOINTS_DIR).resolve()
+        return self.path.resolve().is_relative_to(own)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder the checkpoint belongs to (`RUN/checkpoints/x.pt`), or the file's folder."""
+        return self.path.parent.parent if self.path.parent.name == CHECKPOINTS_DIR else self.path.parent
+
+
+def find_resume_point(spec: str | os.PathLike | None, run_dir: Path) -> ResumePoint | None:
+    """The checkpoint `trainer.resume=spec` names, loaded and verified; None when there is nothing to resume
+    (no spec, or `auto` in a folder without a good checkpoint: a fresh start)."""
+    if not spec:
+        return None
+    manager = CheckpointManager(Path(run_dir) / CHECKPOINTS_DIR)
+    if spec == "auto":
+        return _newest_good(manager)
+    path = manager.resolve(spec)  # last, best, a file, or a folder (its newest good checkpoint)
+    return None if path is None else ResumePoint(path, load_checkpoint(path))
+
+
+def _newest_good(manager: CheckpointManager) -> ResumePoint | None:
+    """`CheckpointManager.latest_good`, keeping the state it verified instead of reading it again."""
+    found: tuple[int, ResumePoint] | None = None
+    candidates = [(None, manager.last)] if manager.last.is_file() else []
+    for name_step, path in candidates + manager.step_files():
+        if found is not None and name_step is not None and name_step <= found[0]:
+            break  # step files are newest first: none further down can beat what we have
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as e:
+            warnings.warn(f"skipping {path}: {e}", stacklevel=2)
+            continue
+        stored = state.get("step")
+        step = stored if isinstance(stored, int) else (name_step if name_step is not None else -1)
+        if found is None or step > found[0]:
+            found = (step, ResumePoint(path, state))
+    return found[1] if found else None
+
+
+def check_same_run(point: ResumePoint, config: dict, spec: str | os.PathLike) -> None:
+    """Refuse to resume with a config whose run-defining keys differ from the checkpoint's (one line)."""
+    differences = config_differences(point.config, config)
+    if not differences:
+        return
+    shown = [f"{key}: {_show(old)} -> {_show(new)}" for key, old, new in differences[:_SHOWN_DIFFERENCES]]
+    if len(differences) > _SHOWN_DIFFERENCES:
+        shown.append(f"and {len(differences) - _SHOWN_DIFFERENCES} more")
+    raise ConfigError(
+        f"trainer.resume={spec}: {point.path} was trained with another config ({'; '.join(shown)}); "
+        "repeat the run's original overrides to resume it, or start a new run (a new hydra.run.dir) from its "
+        f"weights with trainer.init_from={point.run_dir}"
+    )
+
+
+def config_differences(stored: dict, current: dict) -> list[tuple[str, Any, Any]]:
+    """(dotted key, stored value, current value) for every run-defining key that both configs set and that
+    differs. A checkpoint without a stored config (a `Trainer` used from Python) has nothing to compare."""
+    if not stored:
+        return []
+    old, new = _flatten(stored), _flatten(current)
+    return [
+        (key, old[key], new[key])
+        for key in sorted(old.keys() & new.keys())
+        if key.split(".", 1)[0] in RUN_DEFINING and key not in MAY_CHANGE and old[key] != new[key]
+    ]
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(config, dict):
+        return {prefix: config}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a run's results: a checkpoint, or logged metrics. Hydra's own files
+    (.hydra/, the log) and what a run writes before it trains (config, run info, tokenizer) do not count."""
+    run_dir = Path(run_dir)
+    checkpoints = run_dir / CHECKPOINTS_DIR
+    if checkpoints.is_dir() and any(p.suffix == ".pt" for p in checkpoints.iterdir()):
+        return True
+    metrics = run_dir / METRICS_FILE
+    return metrics.is_file() and metrics.stat().st_size > 0
+
+
+def check_fresh_folder(run_dir: Path) -> None:
+    """A fresh run (nothing resumed) must not mix its tokenizer, metrics and checkpoints with another's."""
+    if holds_run(run_dir):
+        raise ConfigError(
+            f"{run_dir} already holds a run; pass trainer.resume=auto to continue it or choose a new hydra.run.dir"
+        )
