@@ -38,6 +38,10 @@ MAY_CHANGE = frozenset(
 _SHOWN_DIFFERENCES = 8  # keys named in the error; the rest are counted
 
 
+class RunRefused(ConfigError):
+    """The run folder or checkpoint belongs to another run; raised before anything in the folder is touched."""
+
+
 @dataclass
 class ResumePoint:
     """A checkpoint to resume from: where it is and its state (read once; `take_state` hands it over)."""
@@ -107,7 +111,7 @@ def check_same_run(point: ResumePoint, config: dict, spec: str | os.PathLike) ->
     shown = [f"{key}: {_show(old)} -> {_show(new)}" for key, old, new in differences[:_SHOWN_DIFFERENCES]]
     if len(differences) > _SHOWN_DIFFERENCES:
         shown.append(f"and {len(differences) - _SHOWN_DIFFERENCES} more")
-    raise ConfigError(
+    raise RunRefused(
         f"trainer.resume={spec}: {point.path} was trained with another config ({'; '.join(shown)}); "
         "repeat the run's original overrides to resume it, or start a new run (a new hydra.run.dir) from its "
         f"weights with trainer.init_from={point.run_dir}"
@@ -154,6 +158,6 @@ def holds_run(run_dir: Path) -> bool:
 def check_fresh_folder(run_dir: Path) -> None:
     """A fresh run (nothing resumed) must not mix its tokenizer, metrics and checkpoints with another's."""
     if holds_run(run_dir):
-        raise ConfigError(
+        raise RunRefused(
             f"{run_dir} already holds a run; pass trainer.resume=auto to continue it or choose a new hydra.run.dir"
         )
