@@ -138,6 +138,13 @@ def _output_dir(cfg) -> str | None:
     return cfg.get("paths", {}).get("output_dir")
 
 
+def _refused_before_start(error: BaseException) -> bool:
+    """A run refused before it touched its folder (it holds another run): that run has not failed."""
+    from enhanced_tx.training.resume import RunRefused
+
+    return isinstance(_unwrap(error), RunRefused)
+
+
 def guarded(task: Callable) -> Callable:
     """Wrap a Hydra task so that failures are one line, a non-zero exit, or (in a sweep) the worst metric."""
 
@@ -148,8 +155,10 @@ def guarded(task: Callable) -> Callable:
 
         full = os.environ.get("HYDRA_FULL_ERROR") == "1"
         multirun = _in_multirun()
-        if _output_dir(cfg):
-            clear_failure(_output_dir(cfg))  # a run started again in its folder (resume) is no longer failed
+        marker = Path(_output_dir(cfg)) / FAILURE_FILE if _output_dir(cfg) else None
+        previous_marker = marker.read_bytes() if marker is not None and marker.is_file() else None
+        if marker is not None:
+            clear_failure(marker.parent)  # a run started again in its folder (resume) is no longer failed
         if multirun:
             limit_torch_threads()
         try:
@@ -167,8 +176,11 @@ def guarded(task: Callable) -> Callable:
                 if full:
                     raise
                 return failed_job_value()  # not NaN: the Optuna sweeper crashes on NaN
-            if _output_dir(cfg) and Path(_output_dir(cfg)).is_dir():
-                record_failure(_output_dir(cfg), error)  # the folder says "failed", not "a result"
+            if _refused_before_start(error):  # the folder holds another run: leave its record as it was
+                if previous_marker is not None:
+                    marker.write_bytes(previous_marker)
+            elif marker is not None and marker.parent.is_dir():
+                record_failure(marker.parent, error)  # the folder says "failed", not "a result"
             if full or not isinstance(_unwrap(error), _user_errors()):
                 raise
             print(f"error: {one_line(error)}", file=sys.stderr)

@@ -636,6 +636,15 @@ def test_sampler_max_tokens() -> None:
     assert len({len(b) for b in batches}) > 3  # short items batch together, long ones alone-ish
 
 
+def test_sampler_max_tokens_bounds_the_padded_size_when_source_and_target_vary_independently() -> None:
+    rng = np.random.default_rng(1)
+    parts = rng.integers(1, 60, size=(1000, 2))  # (source, target) lengths, unrelated to each other
+    batches = list(EpochBatchSampler(parts, batch_size=64, seed=0, max_tokens=500))
+    assert sorted(flat(batches)) == list(range(1000))
+    for b in batches:
+        assert len(b) == 1 or len(b) * int(parts[b].max(0).sum()) <= 500  # padded separately: sum of maxima
+
+
 # ---------------------------------------------------------------- configs
 
 

@@ -139,13 +139,34 @@ def test_max_tokens_per_batch_batches_respect_the_token_budget(budget, tmp_path,
 
     assert len(seen) == 6  # one per step
     for batch in seen:
-        lengths = batch.src_mask.sum(1) + (batch.labels != IGNORE_INDEX).sum(1)  # source + target of each item
-        longest = int(lengths.max())
-        assert len(batch) * longest <= budget or len(batch) == 1  # a lone item longer than the budget
-        assert int(batch.num_tokens) <= max(budget, longest)
+        # source and target are padded separately: the padded size is items x (longest source + longest target)
+        padded = int(batch.src_mask.sum(1).max()) + int((batch.labels != IGNORE_INDEX).sum(1).max())
+        assert len(batch) * padded <= budget or len(batch) == 1  # a lone item longer than the budget
+        assert int(batch.num_tokens) <= max(budget, padded)
         assert len(batch) <= 16
     sizes = {len(b) for b in seen}
     assert len(sizes) > 1  # batch sizes follow lengths, not batch_size
+
+
+def test_validation_batches_respect_the_token_budget_in_order(tmp_path, pairs_file, monkeypatch):
+    import enhanced_tx.training.trainer as trainer_module
+
+    made = []
+
+    class RecordingSampler(trainer_module.EpochBatchSampler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(trainer_module, "EpochBatchSampler", RecordingSampler)
+    train(pairs_cfg(tmp_path, pairs_file, "data.max_tokens_per_batch=60", "trainer.batch_size=16"))
+    validation = [s for s in made if not s.shuffle]
+    assert validation and all(s.max_tokens == 60 for s in validation)
+    batches = list(validation[-1])
+    assert [i for b in batches for i in b] == list(range(validation[-1].n))  # every item once, in order
+    for b in batches:
+        padded = int(validation[-1].length_parts[b].max(0).sum())
+        assert len(b) * padded <= 60 or len(b) == 1
 
 
 def test_without_a_token_budget_batches_hold_batch_size_items(tmp_path, pairs_file, monkeypatch):

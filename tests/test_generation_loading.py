@@ -149,12 +149,30 @@ def test_prompts_file_writes_jsonl_with_every_return_sequence(trained_run, tmp_p
     assert [(r["index"], r["sequence"]) for r in rows] == [(i, k) for i in range(3) for k in range(2)]
     assert [r["prompt"] for r in rows[::2]] == [PROMPT, "Lazy dog", "A third one"]
     assert [r["text"] for r in rows] == texts
-    # batching and repetition change nothing for greedy: each row equals its prompt generated alone
-    greedy = generate_text(_compose_generate(*overrides, "sampler=greedy", "num_return_sequences=2", "batch_size=2"))
+    # batching changes nothing for greedy: each row equals its prompt generated alone
+    greedy = generate_text(_compose_generate(*overrides, "sampler=greedy", "batch_size=2"))
     alone = generate_text(
         _compose_generate(f"run={trained_run}", "prompt=Lazy dog", "max_new_tokens=5", "sampler=greedy", "stream=false")
     )
-    assert greedy[2] == greedy[3] == alone[0]
+    assert greedy[1] == alone[0]
+
+
+@pytest.mark.parametrize("sampler", [["sampler=greedy"], ["sampler=beam"], ["sampler=sample", "sampler.temperature=0"]])
+def test_several_return_sequences_from_a_deterministic_sampler_are_refused(trained_run, sampler):
+    cfg = _compose_generate(f"run={trained_run}", "num_return_sequences=3", *sampler)
+    with pytest.raises(ConfigError, match="num_return_sequences=3 with a deterministic sampler .* identical outputs"):
+        generate_text(cfg)
+
+
+def test_a_prompts_file_keeps_each_prompt_as_written(tmp_path):
+    from enhanced_tx.generation.run import read_prompts_file
+
+    path = tmp_path / "prompts.txt"
+    path.write_bytes("\ufeffHello\r\n\r\n  two spaces \r\ncaf\u00e9\u2028x\n".encode())
+    assert read_prompts_file(path) == ["Hello", "  two spaces ", "caf\u00e9\u2028x"]
+    path.write_bytes(b"\xff\xfe bad")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        read_prompts_file(path)
 
 
 def test_missing_or_empty_prompts_file_is_a_clear_error(trained_run, tmp_path):

@@ -190,6 +190,10 @@ def test_d_a_fresh_run_in_a_folder_that_holds_a_run_fails_in_one_line(finished, 
         f"error: {run} already holds a run; pass trainer.resume=auto to continue it or choose a new hydra.run.dir"
     )
     assert (run / RESOLVED_CONFIG).read_text() == before
+    assert not (run / "FAILED.json").exists()  # the run that is there did not fail
+    (run / "FAILED.json").write_text('{"error": "its own earlier failure"}')
+    one_line_error(capsys, run_cfg(finished["root"], finished["corpus"], *ORIGINAL, run_dir=run))
+    assert (run / "FAILED.json").read_text() == '{"error": "its own earlier failure"}'  # kept as it was
 
 
 def test_d_a_fresh_run_ignores_what_a_failed_start_and_hydra_left_and_builds_its_tokenizer(finished, tmp_path):

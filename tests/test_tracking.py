@@ -257,6 +257,39 @@ def test_forced_online_without_a_key_fails_instead_of_prompting(wandb_env, monke
         WandbLogger(mode="online").start(wandb_env / "run")
 
 
+def test_an_unreachable_server_falls_back_to_offline_in_auto_mode_and_fails_in_one_line_when_forced(
+    wandb_env, monkeypatch, capsys
+):
+    import wandb
+
+    from enhanced_tx.tracking import wandb_logger
+
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)  # a key: auto mode chooses online
+    monkeypatch.setattr(wandb_logger, "_SERVER_UNREACHABLE", False)
+    real_init, modes = wandb.init, []
+
+    def init_without_network(*args, settings, **kwargs):
+        modes.append(settings.mode)
+        if settings.mode == "online":
+            raise wandb.errors.CommError("Timed out while retrying: Post graphql: no such host")
+        return real_init(*args, settings=settings, **kwargs)
+
+    monkeypatch.setattr(wandb, "init", init_without_network)
+    logger = WandbLogger(project="enhanced-tx-test")
+    logger.start(wandb_env / "run1")
+    logger.log({"loss": 1.0}, step=1)
+    logger.finish()
+    assert modes == ["online", "offline"] and logger.resolved_mode == "offline"
+    assert "W&B could not start online (Timed out while retrying" in capsys.readouterr().err
+    assert list((wandb_env / "run1" / "wandb").glob("offline-run-*"))
+    second = WandbLogger(project="enhanced-tx-test")  # the next job of a sweep does not wait again
+    second.start(wandb_env / "run2")
+    second.finish()
+    assert modes == ["online", "offline", "offline"]
+    with pytest.raises(ValueError, match=r"^logger.mode=online but W&B could not start online .*logger.mode=offline"):
+        WandbLogger(mode="online").start(wandb_env / "run3")
+
+
 # --- online or offline -----------------------------------------------------------------------------
 
 
@@ -286,6 +319,15 @@ def test_auto_mode_reads_netrc_for_the_wandb_host(tmp_path):
     other.parent.mkdir()
     other.write_text("machine wandb.corp.example login user password k\n")
     env = _env(tmp_path / "nohome", NETRC=str(other), WANDB_BASE_URL="https://wandb.corp.example")
+    assert resolve_wandb_mode(None, env) == "online"
+
+
+def test_auto_mode_finds_the_key_wandb_login_writes_for_its_default_server(tmp_path):
+    """wandb >= 0.2x logs in to CoreWeave Forge by default and stores the key under that host."""
+    (tmp_path / ".netrc").write_text("machine api.forge.coreweave.com\n  login user\n  password " + "a" * 40 + "\n")
+    assert resolve_wandb_mode(None, _env(tmp_path)) == "online"
+    # the W&B API host behind Forge shares the key, as wandb itself resolves it
+    env = _env(tmp_path, WANDB_BASE_URL="https://api.wandb.ai")
     assert resolve_wandb_mode(None, env) == "online"
 
 
@@ -330,6 +372,15 @@ def test_read_jsonl_drops_a_torn_last_line_only(tmp_path):
     path.write_text('{"step": 1}\n{"st\n{"step": 3}\n')
     with pytest.raises(ValueError, match="m.jsonl:2 is not valid JSON"):
         read_jsonl(path)
+
+
+def test_read_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path):
+    from enhanced_tx.evaluation.records import write_rows
+
+    rows = [{"source": "a\u2028b\u0085c", "hypothesis": "x\r"}, {"source": "ok", "hypothesis": "\u2029"}]
+    path = tmp_path / "rows.jsonl"
+    write_rows(path, rows)
+    assert read_jsonl(path) == rows
 
 
 def test_null_logger_writes_local_files_only(tmp_path):

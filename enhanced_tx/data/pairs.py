@@ -35,8 +35,13 @@ class PairsDataset(Dataset):
 
     @property
     def lengths(self) -> np.ndarray:
-        """Source + target tokens of each item (for length bucketing and token-budget batches)."""
+        """Source + target tokens of each item (for length bucketing)."""
         return self.src_lengths + self.tgt_lengths
+
+    @property
+    def length_parts(self) -> np.ndarray:
+        """[N, 2] source and target tokens of each item: token-budget batches pad the two separately."""
+        return np.stack([self.src_lengths, self.tgt_lengths], axis=1)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -len(self) <= index < len(self):

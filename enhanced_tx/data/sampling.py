@@ -16,8 +16,11 @@ class EpochBatchSampler(Sampler[list[int]]):
     - Length bucketing (when lengths are given and `bucket_size_multiplier` > 0): the shuffled indices
       are cut into chunks of `batch_size * bucket_size_multiplier`, each chunk is sorted by length and
       cut into batches, then the batch order is shuffled. Similar lengths share a batch: less padding.
-    - `max_tokens` (needs lengths): batches hold as many items as fit `items * longest <= max_tokens`
-      (lengths = source + target tokens, so this approximates padded tokens), at most `batch_size`.
+      With `bucket_size_multiplier=0` and a `max_tokens` budget, items are packed in their order.
+    - `max_tokens` (needs lengths): batches hold as many items as fit the padded size `items x (longest
+      source + longest target) <= max_tokens`, at most `batch_size`. Lengths are one number per item, or
+      an [N, 2] array of (source, target) lengths: source and target are padded separately, so a batch's
+      size is the sum of the two maxima, not the longest sum.
     - Sharding: the global batch list is the same for every world size; rank r takes batches
       r, r + world_size, ... Every rank gets the same number of batches: the tail is padded with
       batches from the start of the epoch (or dropped with `drop_last`). A rank's batch k is global
@@ -43,7 +46,9 @@ class EpochBatchSampler(Sampler[list[int]]):
         if isinstance(lengths_or_n, (int, np.integer)):
             self.n, self.lengths = int(lengths_or_n), None
         else:
-            self.lengths = np.asarray(lengths_or_n, dtype=np.int64)
+            parts = np.asarray(lengths_or_n, dtype=np.int64)
+            self.length_parts = parts.reshape(len(parts), -1)  # (N, 1) or (N, 2): padded separately
+            self.lengths = self.length_parts.sum(1)  # (N,) the sort key of bucketing
             self.n = len(self.lengths)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
@@ -77,12 +82,15 @@ class EpochBatchSampler(Sampler[list[int]]):
         if not bucketed:
             batches = [order[i : i + self.batch_size] for i in range(0, self.n, self.batch_size)]
         else:
-            chunk = self.batch_size * self.bucket_size_multiplier if self.bucket_size_multiplier > 0 else self.n
-            batches = []
-            for start in range(0, self.n, max(chunk, 1)):
-                part = order[start : start + chunk]
-                part = part[np.argsort(self.lengths[part], kind="stable")]
-                batches.extend(self._split(part))
+            if self.bucket_size_multiplier > 0:
+                chunk = self.batch_size * self.bucket_size_multiplier
+                batches = []
+                for start in range(0, self.n, chunk):
+                    part = order[start : start + chunk]
+                    part = part[np.argsort(self.lengths[part], kind="stable")]
+                    batches.extend(self._split(part))
+            else:  # a token budget without bucketing: pack in order (validation)
+                batches = self._split(order)
         if self.drop_last and self.max_tokens is None:
             batches = [b for b in batches if len(b) == self.batch_size]
         if bucketed and self.shuffle:
@@ -92,16 +100,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     def _split(self, sorted_part: np.ndarray) -> list[np.ndarray]:
         if self.max_tokens is None:
             return [sorted_part[i : i + self.batch_size] for i in range(0, len(sorted_part), self.batch_size)]
-        assert self.lengths is not None
-        batches, start, longest = [], 0, 0
-        for i, length in enumerate(self.lengths[sorted_part]):
-            longest = max(longest, int(length))
-            if i > start and ((i - start + 1) * longest > self.max_tokens or i - start == self.batch_size):
-                batches.append(sorted_part[start:i])
-                start, longest = i, int(length)
-        if start < len(sorted_part):
-            batches.append(sorted_part[start:])
-        return batches
+        return pack_by_tokens(sorted_part, self.length_parts, self.max_tokens, self.batch_size)
 
     def rank_batches(self, epoch: int) -> list[list[int]]:
         """This rank's batches of the epoch, from the start."""
@@ -126,3 +125,20 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.rank_batches(self.epoch)[self.start_batch :]
+
+
+def pack_by_tokens(indices: np.ndarray, length_parts: np.ndarray, max_tokens: int, max_items: int) -> list[np.ndarray]:
+    """Cut `indices` (in their order) into batches whose padded size, items x the sum over parts of the longest
+    part (source, target), stays within `max_tokens`, with at most `max_items` items. An item longer than
+    the budget on its own gets a batch of its own."""
+    batches, start = [], 0
+    longest = np.zeros(length_parts.shape[1], dtype=np.int64)
+    for i, index in enumerate(indices):
+        grown = np.maximum(longest, length_parts[index])
+        if i > start and ((i - start + 1) * int(grown.sum()) > max_tokens or i - start == max_items):
+            batches.append(indices[start:i])
+            start, grown = i, length_parts[index].copy()
+        longest = grown
+    if start < len(indices):
+        batches.append(indices[start:])
+    return batches

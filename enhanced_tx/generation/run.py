@@ -96,11 +96,16 @@ def build_sampler(cfg: DictConfig) -> Sampler:
 
 
 def read_prompts_file(path: str | Path) -> list[str]:
-    """One prompt a line (blank lines skipped); a missing or empty file is a one-line error."""
+    """One prompt a line, kept as written (line ends and a byte-order mark removed, blank lines skipped); a
+    missing or empty file is a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"prompts_file={path} does not exist; pass a text file with one prompt a line")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"prompts_file={path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    prompts = [line.removesuffix("\r") for line in text.split("\n") if line.strip()]
     if not prompts:
         raise ConfigError(f"prompts_file={path} holds no prompts; write one prompt a line")
     return prompts
@@ -139,6 +144,12 @@ def generate_text(cfg: DictConfig) -> list[str]:
     copies = int(cfg.get("num_return_sequences") or 1)
     if copies < 1:
         raise ConfigError(f"num_return_sequences={copies} must be >= 1")
+    if copies > 1 and not sampler.draws_randomly:
+        raise ConfigError(
+            f"num_return_sequences={copies} with a deterministic sampler ({cfg.sampler._target_.rsplit('.', 1)[-1]}"
+            f"{', temperature=0' if 'temperature' in cfg.sampler else ''}) gives {copies} identical outputs; use a "
+            "sampling one (sampler=top_p, sample, top_k or min_p, temperature > 0) or num_return_sequences=1"
+        )
     prompts_file = cfg.get("prompts_file")
     prompts = read_prompts_file(prompts_file) if prompts_file else prompt_list(cfg.prompt)
     run = load_run(resolve_run_dir(cfg.run, cfg.runs_root), cfg.checkpoint, device=device, dtype=precision.dtype)

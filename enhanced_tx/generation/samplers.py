@@ -22,6 +22,8 @@ OnToken = Callable[[int, Tensor], None]  # on_token(step, tokens [B]) for stream
 class Sampler(ABC):
     """A decoding strategy: up to `max_new_tokens` tokens per row from a stepper's next-token scores."""
 
+    draws_randomly: bool = False  # False: the same input always gives the same output (greedy, beam search)
+
     @abstractmethod
     def search(
         self,
@@ -92,6 +94,7 @@ class MultinomialSampler(TokenSampler):
         min_p: float = 0.0,
         no_repeat_ngram_size: int = 0,
     ) -> None:
+        self.draws_randomly = temperature > 0  # temperature 0 is greedy
         self.processors = build_processors(
             temperature=temperature,
             top_k=top_k,

@@ -54,7 +54,10 @@ class JsonlWriter:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """All records of a JSONL file; a torn last line (a crash mid-write) is dropped, torn middle lines raise."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    # split on "\n" only: str.splitlines also breaks at U+2028, U+0085 ..., which JSON text may hold raw
+    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

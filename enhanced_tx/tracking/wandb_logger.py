@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -12,6 +13,12 @@ from .logger import MetricLogger
 from .wandb_mode import resolve_wandb_mode, wandb_api_key_configured
 
 _MAX_TAG = 64  # W&B rejects longer tags
+_SERVER_UNREACHABLE = False  # set when an automatic online start failed: later jobs of a sweep go offline at once
+
+
+def _server_unreachable() -> None:
+    global _SERVER_UNREACHABLE
+    _SERVER_UNREACHABLE = True
 
 
 class WandbLogger(MetricLogger):
@@ -57,6 +64,8 @@ class WandbLogger(MetricLogger):
         resume_id: str | None,
     ) -> None:
         mode = resolve_wandb_mode(self.mode)
+        if mode == "online" and self.mode is None and _SERVER_UNREACHABLE:
+            mode = "offline"  # an earlier job in this process found the server unreachable: do not wait again
         self.resolved_mode = mode
         if mode == "disabled":
             return  # nothing to do: skip even importing wandb
@@ -68,8 +77,7 @@ class WandbLogger(MetricLogger):
             )
         import wandb
 
-        settings = wandb.Settings(mode=mode, **self.settings)
-        self._run = wandb.init(
+        kwargs = dict(
             project=self.project,
             entity=self.entity,
             dir=os.fspath(self.run_dir),
@@ -82,8 +90,27 @@ class WandbLogger(MetricLogger):
             id=resume_id,
             resume="allow" if resume_id else None,
             reinit="finish_previous",  # one process runs several jobs in a sweep
-            settings=settings,
         )
+        try:
+            self._run = wandb.init(**kwargs, settings=wandb.Settings(mode=mode, **self.settings))
+        except (wandb.errors.CommError, wandb.errors.UsageError) as error:
+            if mode != "online":
+                raise
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            if self.mode == "online":  # asked for explicitly: say so instead of silently going offline
+                raise ConfigError(
+                    f"logger.mode=online but W&B could not start online ({reason}); "
+                    "use logger.mode=offline and `wandb sync` the run folder later"
+                ) from None
+            _server_unreachable()
+            print(
+                f"warning: W&B could not start online ({reason}); logging offline instead "
+                "(`wandb sync` the run's wandb/ folder later)",
+                file=sys.stderr,
+            )
+            mode = "offline"
+            self._run = wandb.init(**kwargs, settings=wandb.Settings(mode=mode, **self.settings))
+        self.resolved_mode = mode
         self._run_id = self._run.id
         self._run.define_metric("val/loss", summary="min")
 

@@ -12,6 +12,7 @@ from enhanced_tx.errors import ConfigError
 
 MODES = ("online", "offline", "disabled")
 DEFAULT_HOST = "https://api.wandb.ai"
+_FORGE_HOSTS = {"forge.coreweave.com": "api.wandb.ai"}  # wandb.sdk.lib.urls.FORGE_HOSTS, 0.31
 _ALIASES = {"dryrun": "offline", "run": "online"}  # spellings WANDB_MODE also accepts
 
 
@@ -44,12 +45,36 @@ def wandb_api_key_configured(environ: Mapping[str, str] | None = None) -> bool:
         entries = netrc.netrc(str(path))
     except (OSError, netrc.NetrcParseError):
         return False  # an unreadable netrc holds no key W&B could use either
-    url = urlsplit(env.get("WANDB_BASE_URL") or DEFAULT_HOST)
-    for host in dict.fromkeys(h for h in (url.netloc, url.hostname) if h):
+    for host in _netrc_hosts(env.get("WANDB_BASE_URL")):
         found = entries.authenticators(host)
         if found and found[2]:
             return True
     return False
+
+
+def _netrc_hosts(base_url: str | None) -> list[str]:
+    """netrc machine names W&B may have stored a key under: the configured server, or (none configured) the
+    classic api.wandb.ai and wandb's own default server (CoreWeave Forge since wandb 0.2x, whose `wandb login`
+    writes `machine api.forge.coreweave.com`)."""
+    urls = [base_url] if base_url else [DEFAULT_HOST, _wandb_default_url()]
+    hosts: list[str] = []
+    for url in filter(None, urls):
+        parts = urlsplit(url)
+        hosts += [h for h in (parts.netloc, parts.hostname) if h]
+    for forge, api in _FORGE_HOSTS.items():  # a Forge host and the W&B API host behind it share a key
+        if f"api.{forge}" in hosts or forge in hosts:
+            hosts.append(api)
+        if api in hosts:
+            hosts.append(f"api.{forge}")
+    return list(dict.fromkeys(hosts))
+
+
+def _wandb_default_url() -> str | None:
+    try:
+        from wandb.sdk.lib.urls import DEFAULT_BASE_URL
+    except (ImportError, AttributeError):  # older wandb, or a layout that moved: the classic host covers it
+        return None
+    return DEFAULT_BASE_URL
 
 
 def _netrc_path(env: Mapping[str, str]) -> Path | None:

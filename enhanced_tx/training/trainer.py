@@ -432,8 +432,15 @@ class Trainer:
         model = parts.model.eval()
         total = torch.zeros((), device=parts.device, dtype=torch.float64)
         count = torch.zeros((), device=parts.device, dtype=torch.float64)
+        budget = self.max_tokens_per_batch  # the training token budget bounds validation batches too
         sampler = EpochBatchSampler(
-            len(parts.val_set), self.batch_size, shuffle=False, rank=self.rank, world_size=self.world_size
+            len(parts.val_set) if budget is None else _dataset_lengths(parts.val_set),
+            self.batch_size,
+            shuffle=False,
+            bucket_size_multiplier=0,  # in order: the first eval_batches batches are not the shortest items
+            max_tokens=budget,
+            rank=self.rank,
+            world_size=self.world_size,
         )
         for i, indices in enumerate(sampler):
             if i >= self.eval_batches:
@@ -588,7 +595,10 @@ def _total(value) -> str:
 
 
 def _dataset_lengths(dataset: Dataset):
-    lengths = getattr(dataset, "lengths", None)
+    """Per-item (source, target) lengths for token-budget batches, or total lengths where that is all there is."""
+    lengths = getattr(dataset, "length_parts", None)
+    if lengths is None:
+        lengths = getattr(dataset, "lengths", None)
     if lengths is None:
         raise EnhancedTxError(
             f"data.max_tokens_per_batch needs per-item lengths, which {type(dataset).__name__} does not "
