@@ -705,3 +705,10 @@ def test_the_sample_corpus_is_cached_under_paths_cache_dir(tmp_path):
 
     cfg = compose_train(tmp_path, "data=sample")
     assert cfg.data.cache_dir == cfg.paths.cache_dir == str(tmp_path / "cache")
+
+
+def test_a_tsv_header_after_leading_blank_lines_is_still_a_header() -> None:
+    from enhanced_tx.data.pairs_format import read_tsv
+
+    rows = list(read_tsv("\n\r\nsource\ttarget\nhello\tworld\nsource\ttarget\n", "source", "target"))
+    assert rows == [("hello", "world"), ("source", "target")]  # only the first line is a header

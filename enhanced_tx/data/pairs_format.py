@@ -117,16 +117,17 @@ def _json_lines(text: str) -> Iterator[tuple[int, object]]:
 
 
 def read_tsv(text: str, source_field: str, target_field: str) -> Iterator[Pair | BadLine]:
-    """`source<TAB>target` lines; a first line equal to the two field names is a header and skipped."""
+    """`source<TAB>target` lines; a first (non-blank) line equal to the two field names is a header and skipped."""
+    first = True
     for number, line in _lines(text):
-        columns = line.split("\t")
+        columns, is_first, first = line.split("\t"), first, False
         if len(columns) != 2:
             yield BadLine(
                 number,
                 f"expected 2 tab-separated columns (source, target), found {len(columns)}",
                 SKIP_HINT,
             )
-        elif number == 1 and columns == [source_field, target_field]:
+        elif is_first and columns == [source_field, target_field]:
             continue
         else:
             yield _check_pair(number, *columns)
