@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -19,10 +20,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import enhanced_tx.model.attention as attention_module
+import enhanced_tx.model.norm as norm_module
+from enhanced_tx.bench.allocator import allocator_ab
 from enhanced_tx.bench.generation import Runner, generator_for, measure_generation
 from enhanced_tx.bench.peers import OURS, Contender, build_ours
 from enhanced_tx.bench.shapes import Shape
-from enhanced_tx.bench.timing import Samples, time_once
+from enhanced_tx.bench.timing import QUIET, Samples, time_once
 from enhanced_tx.bench.training import OPTIMIZERS, TrainOptions, build_optimizer, measure_training
 from enhanced_tx.model.positional import RotaryEmbedding
 from enhanced_tx.model.positional import _textbook_rotate as textbook_rotate
@@ -91,6 +94,17 @@ def low_precision_attention() -> Iterator[None]:
         yield
     finally:
         attention_module.attention = original
+
+
+@contextlib.contextmanager
+def autograd_rms_norm() -> Iterator[None]:
+    """RMSNorm through `F.rms_norm`'s autograd (on CPUs its decomposition) instead of `_RMSNormFunction`."""
+    original = norm_module._fused_rms_norm_applies
+    norm_module._fused_rms_norm_applies = lambda x, weight: False
+    try:
+        yield
+    finally:
+        norm_module._fused_rms_norm_applies = original
 
 
 # ---------------------------------------------------------------- helpers
@@ -197,6 +211,9 @@ def training_levers(
        ("materialised mask", _copy(ours, materialised_causal_masks), opts))  # fmt: skip
     ab("RoPE as one autograd Function", "fp32", ("_Rotate", _copy(ours), opts),
        ("textbook, autograd", _copy(ours, autograd_rope), opts))  # fmt: skip
+    for dtype in ("fp32", "bf16"):
+        ab("RMSNorm: fused forward, analytic backward", dtype, ("_RMSNormFunction", _copy(ours), opts),
+           ("F.rms_norm autograd", _copy(ours, autograd_rms_norm), opts))  # fmt: skip
     if device.type == "cpu":
         ab("attention in fp32 under bf16 autocast", "bf16", ("fp32 SDPA", _copy(ours), opts),
            ("bf16 SDPA", _copy(ours, low_precision_attention), opts))  # fmt: skip
@@ -205,10 +222,26 @@ def training_levers(
     checkpointed.model.set_gradient_checkpointing(True)
     ab("gradient checkpointing (its cost)", "fp32", ("checkpointing", checkpointed, opts),
        ("no checkpointing", _copy(ours), opts))  # fmt: skip
+    if device.type == "cpu" and sys.platform == "linux":
+        out += allocator_levers(shape, steps, linear_backend, optimizer)
     if compile:
         for dtype in ("fp32", "bf16"):
             ab("torch.compile", dtype, ("torch.compile", _copy(ours), TrainOptions(optimizer=optimizer, compile=True)),
                ("eager", _copy(ours), opts))  # fmt: skip
+    return out
+
+
+def allocator_levers(shape: Shape, steps: int, linear_backend: str, optimizer: str) -> list[LeverResult]:
+    """glibc malloc keeping freed memory (`MALLOC_MMAP_MAX_=0`, high trim threshold): alternating processes."""
+    out = []
+    for dtype in ("fp32", "bf16"):
+        kept, default = allocator_ab(shape.name, dtype, steps, 2, linear_backend, optimizer, QUIET.max_wait_s)
+        setting = f"MALLOC_MMAP_MAX_=0: {kept['faults']:,.0f} vs {default['faults']:,.0f} page faults/step"
+        tokens = shape.tokens_per_step
+        value, baseline = tokens / kept["step_s"], tokens / default["step_s"]
+        out.append(
+            LeverResult("malloc keeps freed memory", shape.name, setting, f"train tok/s {dtype}", value, baseline)
+        )
     return out
 
 
