@@ -1,16 +1,27 @@
 PYTHON ?= python
-# A plain `torch` requirement on a machine without torch pulls a multi-GB CUDA build;
-# install the CPU wheel first where no torch is importable.
+# torch is installed first, pinned, where none is importable: a plain `torch` requirement would pull
+# whatever the index serves (on public PyPI for Linux that is the multi-GB CUDA build). For the CPU build
+# from PyPI's Linux index: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
+# import names of setup.cfg's requirements and the dev extra: all present means nothing to install
+DEPENDENCIES = hydra omegaconf transformers tokenizers safetensors wandb tqdm numpy yaml matplotlib sacrebleu \
+	hydra_plugins.hydra_optuna_sweeper hydra_plugins.hydra_joblib_launcher hydra_plugins.hydra_submitit_launcher \
+	pytest ruff
 SWEEP ?= latest
 NPROC ?= 2
 
 .PHONY: install train train-ddp train-fsdp convert generate eval test test-all lint bench report clean
 
+# Installs only what is missing: with everything importable from this checkout, no network is needed.
 install:
-	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
-	@$(PYTHON) -c "import enhanced_tx, hydra, pytest, ruff" 2>/dev/null && $(PYTHON) -m pip install -q --no-deps -e . \
-		|| $(PYTHON) -m pip install -q -e ".[dev]"
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)" \
+		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	@$(PYTHON) -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in '$(DEPENDENCIES)'.split()))" \
+		2>/dev/null || $(PYTHON) -m pip install -q -e ".[dev]"
+	@$(PYTHON) -c "import enhanced_tx, pathlib, sys; \
+		sys.exit(pathlib.Path(enhanced_tx.__file__).parent != pathlib.Path('enhanced_tx').resolve())" 2>/dev/null \
+		|| $(PYTHON) -m pip install -q --no-deps -e .
 
 train: install
 	$(PYTHON) run_train.py $(ARGS)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from enhanced_tx.errors import EnhancedTxError
+from enhanced_tx.model.architecture import architecture_from_config, architecture_mismatch, architecture_of
 
 FORMAT = "enhanced-tx/checkpoint"
 VERSION = 1
@@ -144,6 +145,8 @@ def _safe_torch_load(source: Path | io.BytesIO, map_location: Any, name: str | N
             ) from None
         raise CheckpointError(f"checkpoint {name} is corrupt ({e}); use another checkpoint") from None
     except OSError as e:
+        if e.errno == errno.EINVAL:  # torch's zip reader on a cut-off file: not a file-system problem
+            raise CheckpointError(f"checkpoint {name} is corrupt or truncated; use another checkpoint") from None
         raise CheckpointError(f"cannot read checkpoint {name}: {e.strerror or e}") from None
     except Exception as e:  # torch reports truncation as RuntimeError, EOFError, KeyError, ...
         detail = str(e).split(". ")[0].strip() or type(e).__name__
@@ -355,6 +358,7 @@ def save_model_weights_only(model: nn.Module, path: str | os.PathLike, half_prec
         # a copy, so the caller's model keeps its dtype; save_model keeps tied weights tied
         target = copy.deepcopy(model).half() if half_precision else model
         metadata = {"format": "pt", "dtype": "float16" if half_precision else "native"}
+        metadata.update({f"architecture.{k}": v for k, v in architecture_of(model).items()})
         _atomic_replace(path, lambda tmp: save_model(target, str(tmp), metadata=metadata))
     elif path.suffix == ".pt":
         state = _portable_state_dict(model, half_precision)
@@ -395,8 +399,11 @@ def load_model_weights(model: nn.Module, path: str | os.PathLike, strict: bool =
         try:
             with safe_open(str(path), framework="pt") as f:
                 shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+                metadata = f.metadata() or {}
         except Exception as e:
             raise CheckpointError(f"weights file {path} is not a readable safetensors file ({e})") from None
+        prefix = "architecture."
+        check_architecture(path, {k[len(prefix) :]: v for k, v in metadata.items() if k.startswith(prefix)}, model)
         _check_shapes(path, shapes, expected)
         try:
             load_model(model, str(path), strict=strict)
@@ -404,7 +411,7 @@ def load_model_weights(model: nn.Module, path: str | os.PathLike, strict: bool =
             raise CheckpointError(_key_error(path, str(e))) from None
         return model
 
-    state = _weights_from_pt(path)
+    state = _weights_from_pt(path, model)
     _check_shapes(path, {k: list(v.shape) for k, v in state.items()}, expected)
     state = _fill_tied(state, expected)
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -413,10 +420,25 @@ def load_model_weights(model: nn.Module, path: str | os.PathLike, strict: bool =
     return model
 
 
-def _weights_from_pt(path: Path) -> Mapping[str, torch.Tensor]:
+def check_architecture(path: str | os.PathLike, saved: Mapping[str, str], model: nn.Module) -> None:
+    """One-line error when a file records other norm / positional / feedforward choices than `model` has."""
+    mismatch = architecture_mismatch(saved, model)
+    if mismatch:
+        raise CheckpointError(
+            f"weights in {path} are from another architecture ({mismatch}); load them into a model built "
+            "from their run's config (run_generate.py run=<that run>), or set norm/positional/feedforward to match"
+        )
+
+
+def _weights_from_pt(path: Path, model: nn.Module) -> Mapping[str, torch.Tensor]:
     obj = _safe_torch_load(path, map_location="cpu")
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        obj = load_checkpoint(path).get("model")
+        state = load_checkpoint(path)
+        config = state.get("config")
+        check_architecture(
+            path, architecture_from_config(config.get("model") if isinstance(config, Mapping) else None), model
+        )
+        obj = state.get("model")
     elif isinstance(obj, dict) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -184,6 +184,17 @@ def test_truncated_file_is_reported(tmp_path):
             load_checkpoint(path)
 
 
+def test_a_truncated_plain_state_dict_is_reported_as_truncated(tmp_path):
+    model = torch.nn.Linear(64, 64)
+    path = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), path)
+    data = path.read_bytes()
+    for keep in (10, len(data) // 2, len(data) - 100):
+        path.write_bytes(data[:keep])
+        with pytest.raises(CheckpointError, match=r"weights.pt is corrupt or truncated"):
+            load_model_weights(model, path)
+
+
 def test_flipped_byte_never_loads_wrong_data(tmp_path):
     path = tmp_path / "ck.pt"
     state = {"step": 3, "w": torch.randn(64), "config": {"name": "x"}}
@@ -432,3 +443,21 @@ def test_a_sharded_reference_outside_its_dcp_folder_is_refused(tmp_path, target)
     save_checkpoint({"dcp": target, "step": 1}, path, step=1)
     with pytest.raises(CheckpointError, match=r"refusing to follow it"):
         load_model(path, torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", "full.pt"])
+def test_weights_of_another_positional_scheme_are_refused_though_every_shape_matches(tmp_path, suffix):
+    """rope, sinusoidal and none leave no tensors: only the recorded choice tells them apart."""
+    from .conftest import make_model
+
+    sinusoidal, rope = make_model("sinusoidal"), make_model("rope")
+    if suffix == ".safetensors":
+        path = tmp_path / "model.safetensors"
+        save_model_weights_only(sinusoidal, path)
+    else:
+        path = tmp_path / "last.pt"
+        config = {"model": {"positional": {"_target_": "enhanced_tx.model.positional.SinusoidalPositions"}}}
+        save_checkpoint({"model": sinusoidal.state_dict(), "config": config, "step": 1}, path, step=1)
+    with pytest.raises(CheckpointError, match=r"positional=SinusoidalPositions in the file, RotaryEmbedding in"):
+        load_model_weights(rope, path)
+    load_model_weights(make_model("sinusoidal", seed=1), path)  # the same choices load

@@ -436,3 +436,15 @@ def test_cuda_decoding_syncs_the_host_once_per_step(sampler):
     assert out.shape[1] == 16
     # At least one: the detector sees the per-step EOS check. At most one per step, plus beam search's final trim.
     assert 1 <= len(syncs) <= 16 + 1, [f"{w.filename}:{w.lineno}" for w in syncs]
+
+
+def test_logits_can_be_masked_in_place_before_backward_with_every_linear_backend():
+    src = torch.randint(3, 90, (2, 7))
+    for backend in ("auto", "default"):
+        model = make_model(vocab_size=97).train()
+        model.set_linear_backend(backend)
+        logits = model(src, src[:, :5])
+        assert logits._base is None  # not a view: in-place edits keep autograd intact
+        logits[..., 90:] = float("-inf")  # as HF-style code masks unused ids
+        logits.logsumexp(-1).mean().backward()
+        assert model.embed.weight.grad is not None and torch.isfinite(model.embed.weight.grad).all()

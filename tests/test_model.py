@@ -27,6 +27,24 @@ def test_rmsnorm_matches_torch_reference():
     torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("fused_kernel_available", [True, False], ids=["fused", "torch-without-fused-op"])
+def test_rmsnorm_training_gradients_match_torch_reference(fused_kernel_available, monkeypatch):
+    from enhanced_tx.model import norm as norm_module
+
+    monkeypatch.setattr(norm_module, "_HAS_FUSED_RMS_NORM", fused_kernel_available and norm_module._HAS_FUSED_RMS_NORM)
+    torch.manual_seed(0)
+    ours, ref = RMSNorm(48, eps=1e-6), torch.nn.RMSNorm(48, eps=1e-6)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5)
+        ref.weight.copy_(ours.weight)
+    x = (torch.randn(3, 5, 48) * 4).requires_grad_()
+    grad = torch.randn(3, 5, 48)
+    got = torch.autograd.grad(ours(x), (x, ours.weight), grad)
+    want = torch.autograd.grad(ref(x), (x, ref.weight), grad)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
 def test_layernorm_has_no_bias_and_matches_reference():
     torch.manual_seed(0)
     ours = LayerNorm(16)

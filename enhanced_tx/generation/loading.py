@@ -7,7 +7,7 @@ the model is rebuilt from this, not from `.hydra/config.yaml`), `tokenizer/` (sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +16,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerFast
 
-from enhanced_tx.checkpoint import CheckpointError, CheckpointManager, load_checkpoint, load_model_weights
+from enhanced_tx.checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    check_architecture,
+    load_checkpoint,
+    load_model_weights,
+)
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.model import EncoderDecoder
+from enhanced_tx.model.architecture import architecture_from_config
 from enhanced_tx.training.run import RESOLVED_CONFIG, TOKENIZER_DIR
 
 WEIGHTS_ONLY = "model.safetensors"
@@ -101,6 +108,9 @@ def _load_weights(model: torch.nn.Module, weights: Path) -> None:
         except CheckpointError:  # a weights-only state dict, not one of our full checkpoints
             state = None
     if state is not None and sharded_checkpoint.is_sharded(state):
+        config = state.get("config")
+        model_config = config.get("model") if isinstance(config, Mapping) else None
+        check_architecture(weights, architecture_from_config(model_config), model)
         sharded_checkpoint.load(state, weights, model)
     else:
         load_model_weights(model, weights)

@@ -52,7 +52,9 @@ class _OnednnLinear(torch.autograd.Function):
     @staticmethod
     def forward(x: Tensor, weight: Tensor) -> Tensor:
         y = _onednn_mm(x.reshape(-1, x.shape[-1]), weight)  # (M, N)
-        return y.view(*x.shape[:-1], weight.shape[0])
+        # not .view: a view made inside a custom Function cannot be edited in place later (logits masking),
+        # and FSDP2 warns about modules that return views. _unsafe_view is what F.linear itself returns.
+        return torch.ops.aten._unsafe_view(y, (*x.shape[:-1], weight.shape[0]))
 
     @staticmethod
     def setup_context(ctx, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:

@@ -21,11 +21,16 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
+# ATen's fused kernel arrived after torch 2.7; older builds (setup.cfg admits torch>=2.6) take F.rms_norm.
+_HAS_FUSED_RMS_NORM = hasattr(torch.ops.aten, "_fused_rms_norm")
+
+
 def _fused_rms_norm_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """fp32 training on a CPU, eager: there `F.rms_norm` has a fused forward kernel but no backward one, so
     autograd runs it as its decomposition (about ten elementwise kernels each way, several saved tensors)."""
     return (
-        x.device.type == "cpu"
+        _HAS_FUSED_RMS_NORM
+        and x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and torch.is_grad_enabled()
