@@ -290,20 +290,25 @@ class CheckpointManager:
 
     def latest_good(self) -> Path | None:
         """The newest checkpoint that loads and verifies (by stored step); corrupt ones are skipped."""
-        best: tuple[int, Path] | None = None
+        found = self.latest_good_with_state()
+        return found[0] if found else None
+
+    def latest_good_with_state(self) -> tuple[Path, dict] | None:
+        """`latest_good` and the state it verified, for a caller that would otherwise read the file again."""
+        best: tuple[int, Path, dict] | None = None
         candidates = [(None, self.last)] if self.last.is_file() else []
         for name_step, path in candidates + list(self.step_files()):
             if best is not None and name_step is not None and name_step <= best[0]:
                 break  # step files are newest first: none further down can beat what we have
             try:
-                step = read_checkpoint_step(path)
+                step, state = _read_verified(path, "cpu")
             except CheckpointError as e:
-                warnings.warn(f"skipping {path}: {e}", stacklevel=2)
+                warnings.warn(f"skipping {path}: {e}", stacklevel=3)
                 continue
             step = step if step is not None else (name_step if name_step is not None else -1)
             if best is None or step > best[0]:
-                best = (step, path)
-        return best[1] if best else None
+                best = (step, path, state)
+        return (best[1], best[2]) if best else None
 
     def resolve(self, spec: str | os.PathLike | None) -> Path | None:
         """``"auto"``: newest good checkpoint or None (start fresh); ``"last"``/``"best"``/a path: that file.

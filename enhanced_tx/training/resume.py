@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from enhanced_tx.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
+from enhanced_tx.checkpoint import CheckpointManager, load_checkpoint
 from enhanced_tx.errors import ConfigError
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -86,21 +85,8 @@ def find_resume_point(spec: str | os.PathLike | None, run_dir: Path) -> ResumePo
 
 def _newest_good(manager: CheckpointManager) -> ResumePoint | None:
     """`CheckpointManager.latest_good`, keeping the state it verified instead of reading it again."""
-    found: tuple[int, ResumePoint] | None = None
-    candidates = [(None, manager.last)] if manager.last.is_file() else []
-    for name_step, path in candidates + manager.step_files():
-        if found is not None and name_step is not None and name_step <= found[0]:
-            break  # step files are newest first: none further down can beat what we have
-        try:
-            state = load_checkpoint(path)
-        except CheckpointError as e:
-            warnings.warn(f"skipping {path}: {e}", stacklevel=2)
-            continue
-        stored = state.get("step")
-        step = stored if isinstance(stored, int) else (name_step if name_step is not None else -1)
-        if found is None or step > found[0]:
-            found = (step, ResumePoint(path, state))
-    return found[1] if found else None
+    found = manager.latest_good_with_state()
+    return ResumePoint(*found) if found else None
 
 
 def check_same_run(point: ResumePoint, config: dict, spec: str | os.PathLike) -> None:
