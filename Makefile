@@ -19,7 +19,7 @@ install:
 		$(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	@$(PYTHON) -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in '$(DEPENDENCIES)'.split()))" \
 		2>/dev/null || $(PYTHON) -m pip install -q -e ".[dev]"
-	@$(PYTHON) -c "import enhanced_tx, pathlib, sys; \
+	@$(PYTHON) -c "import sys; sys.path.pop(0); import enhanced_tx, pathlib; \
 		sys.exit(pathlib.Path(enhanced_tx.__file__).parent != pathlib.Path('enhanced_tx').resolve())" 2>/dev/null \
 		|| $(PYTHON) -m pip install -q --no-deps -e .
 

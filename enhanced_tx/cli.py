@@ -48,9 +48,10 @@ def translate_legacy_flags(argv: list[str] | None = None) -> list[str]:
     `trainer.batch_size=8`; switches `--gradient_checkpointing` [true|false]. `--epochs N` alone also lifts the
     default `trainer.max_steps` cap (with `--max_steps` too, the smaller limit wins)."""
     args = sys.argv if argv is None else argv
-    out, i = [args[0]], 1
+    out, i, epochs_flag = [args[0]], 1, False
     while i < len(args):
         flag, has_inline, inline = args[i].partition("=")
+        epochs_flag = epochs_flag or flag == "--epochs"
         if flag not in LEGACY_FLAGS:
             out.append(args[i])
             i += 1
@@ -75,7 +76,7 @@ def translate_legacy_flags(argv: list[str] | None = None) -> list[str]:
         out.append(f"{key}={value}")
         i += 1
     overridden = {arg.partition("=")[0].lstrip("+~") for arg in out[1:]}
-    if "trainer.epochs" in overridden and "trainer.max_steps" not in overridden:
+    if epochs_flag and "trainer.max_steps" not in overridden:
         out.append("trainer.max_steps=null")  # the default 400-step cap would silently cut the epochs short
     args[:] = out
     return args

@@ -42,7 +42,15 @@ def test_keeping_freed_memory_removes_page_faults_and_keeps_the_numbers():
     assert kept["values"] == default["values"]
 
 
-def test_the_trainer_keeps_freed_memory_by_default(tmp_path):
-    from .conftest import compose_train
+@pytest.mark.parametrize("setting, calls", [([], 1), (["trainer.keep_freed_memory=false"], 0)])
+def test_cpu_training_keeps_freed_memory_unless_turned_off(setting, calls, tmp_path, text_file, monkeypatch):
+    from enhanced_tx.training import allocator
+    from enhanced_tx.training.run import train
 
-    assert compose_train(tmp_path).trainer.keep_freed_memory is True
+    from .conftest import TINY_TRAIN, compose_train
+
+    made = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: made.append(True) or True)
+    overrides = [*TINY_TRAIN, "data=text", f"data.path={text_file}", "trainer.max_steps=1", *setting]
+    train(compose_train(tmp_path, *overrides))
+    assert len(made) == calls

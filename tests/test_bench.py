@@ -57,3 +57,34 @@ def test_onednn_inference_uses_a_packed_copy_that_follows_weight_updates():
     with torch.inference_mode(), packed_weights():
         got = linear(x, weight, "onednn")
     torch.testing.assert_close(got, F.linear(x, weight.detach()), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+def test_packed_copies_of_one_thread_never_reach_another_threads_forward_passes():
+    import threading
+
+    weight = torch.nn.Parameter(torch.randn(1024, 512))  # above the small-weight cut-off: packed in generation
+    x = torch.randn(3, 512)
+    inside, leave = threading.Event(), threading.Event()
+
+    def generating() -> None:  # holds packed copies while the main thread trains
+        with torch.inference_mode(), packed_weights():
+            linear(x, weight, "auto")
+            inside.set()
+            leave.wait(30)
+
+    thread = threading.Thread(target=generating)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        optimizer = torch.optim.AdamW([weight], lr=0.5, fused=True)  # in place, the version stays
+        with torch.inference_mode():
+            linear(x, weight, "auto")
+        linear(x, weight, "auto").square().sum().backward()
+        optimizer.step()
+        with torch.inference_mode():
+            got = linear(x, weight, "auto")
+        torch.testing.assert_close(got, F.linear(x, weight.detach()), rtol=1e-4, atol=1e-4)
+    finally:
+        leave.set()
+        thread.join()

@@ -224,7 +224,7 @@ def test_generation_after_a_fused_adamw_step_sees_the_updated_weights():
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
     for _ in range(2):
         generate(model, src, max_new_tokens=4, sampler=GreedySampler(), bos_id=1, eos_id=-1)
-        assert not linear_module._PACKED  # copies dropped when generate() returns
+        assert not linear_module._packed_cache()  # copies dropped when generate() returns
         model.train()
         model(src, src[:, :5]).logsumexp(-1).mean().backward()
         optimizer.step()

@@ -27,6 +27,7 @@ def _translate(*args: str) -> list[str]:
         (["--epochs", "10"], ["trainer.epochs=10", "trainer.max_steps=null"]),
         (["--epochs", "10", "--max_steps", "50"], ["trainer.epochs=10", "trainer.max_steps=50"]),
         (["--epochs=2", "trainer.max_steps=50"], ["trainer.epochs=2", "trainer.max_steps=50"]),
+        (["trainer.epochs=3"], ["trainer.epochs=3"]),  # a plain override keeps the documented "smaller wins"
     ],
 )
 def test_flags_become_overrides(args, expected):

@@ -28,3 +28,12 @@ def test_other_values_are_a_one_line_config_error(value):
     with pytest.raises(ConfigError, match="prompt=") as error:
         prompt_list(OmegaConf.create({"p": value}).p)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("typed", ["3.10", "1e3", "1_000"])
+def test_numbers_keep_the_text_the_user_typed(typed):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([f"prompt={typed}"])[0].value()
+    assert not isinstance(parsed, str)  # Hydra read a number
+    assert prompt_list(parsed, typed) == [typed]

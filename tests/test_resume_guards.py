@@ -104,8 +104,8 @@ def test_a_resume_with_another_architecture_fails_in_one_line_naming_the_keys(fi
     assert "\n" not in message
     assert "model.norm._target_: enhanced_tx.model.norm.LayerNorm -> enhanced_tx.model.norm.RMSNorm" in message
     assert "model.positional._target_: enhanced_tx.model.positional.SinusoidalPositions -> " in message
-    assert "repeat the run's original overrides" in message and "hydra.run.dir" in message
-    assert f"trainer.init_from={run}" in message
+    assert "repeat the run's original overrides" in message
+    assert "init_from" not in message  # the weights would not load into this model: no warm-start advice
     assert "trainer." not in message.split("(", 1)[1].split(")")[0]  # runtime keys are not differences
     assert one_line_error(capsys, forgot).startswith("error: trainer.resume=auto: ")
     # nothing of the run was touched: its resolved config still describes its weights
@@ -118,6 +118,14 @@ def test_a_resume_with_another_width_is_a_config_error_not_a_size_mismatch(finis
     line = one_line_error(capsys, wider)
     assert "model.d_model: 32 -> 64" in line and "size mismatch" not in line
     assert "model.norm" not in line  # only what differs
+    assert "init_from" not in line
+
+
+def test_a_resume_with_another_optimizer_points_at_a_warm_start(finished, capsys):
+    overrides = (*ORIGINAL, "optimizer.lr=0.005", "trainer.resume=auto")
+    line = one_line_error(capsys, run_cfg(finished["root"], finished["corpus"], *overrides, run_dir=finished["run"]))
+    assert "optimizer.lr: " in line and " -> 0.005" in line
+    assert f"start a new run (a new hydra.run.dir) from its weights with trainer.init_from={finished['run']}" in line
 
 
 def test_a_checkpoint_of_another_shape_is_a_one_line_checkpoint_error(tmp_path):

@@ -111,9 +111,12 @@ def read_prompts_file(path: str | Path) -> list[str]:
     return prompts
 
 
-def prompt_list(prompt: object) -> list[str]:
-    """`prompt=` as a list of strings. Hydra parses `prompt=1984` as an int and `prompt=true` as a bool: they
-    are text too. A list (`prompt=[a,b]`) is one batch."""
+def prompt_list(prompt: object, typed: str | None = None) -> list[str]:
+    """`prompt=` as a list of strings. Hydra parses `prompt=1984` as an int and `prompt=3.10` as a float: they
+    are text too, as typed (`typed`: the override's text, where known; else the value written back). A list
+    (`prompt=[a,b]`) is one batch."""
+    if typed is not None and isinstance(prompt, int | float) and not isinstance(prompt, str):
+        return [typed]
     items = list(prompt) if isinstance(prompt, Sequence) and not isinstance(prompt, str) else [prompt]
     if not items:
         raise ConfigError('prompt=[] is empty: give prompt="..." or prompts_file=PATH (one prompt a line)')
@@ -129,6 +132,18 @@ def prompt_list(prompt: object) -> list[str]:
                 "or use prompts_file=PATH (one prompt a line)"
             )
     return texts
+
+
+def _typed_override(key: str) -> str | None:
+    """The text the user typed for `key=` on the command line (before Hydra parsed it), if any."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = HydraConfig.get().overrides.task
+    except (ImportError, ValueError):  # no Hydra run (the compose API, a script)
+        return None
+    typed = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == key]
+    return typed[-1] if typed else None
 
 
 def generate_text(cfg: DictConfig) -> list[str]:
@@ -151,7 +166,7 @@ def generate_text(cfg: DictConfig) -> list[str]:
             "sampling one (sampler=top_p, sample, top_k or min_p, temperature > 0) or num_return_sequences=1"
         )
     prompts_file = cfg.get("prompts_file")
-    prompts = read_prompts_file(prompts_file) if prompts_file else prompt_list(cfg.prompt)
+    prompts = read_prompts_file(prompts_file) if prompts_file else prompt_list(cfg.prompt, _typed_override("prompt"))
     run = load_run(resolve_run_dir(cfg.run, cfg.runs_root), cfg.checkpoint, device=device, dtype=precision.dtype)
     tokenizer, eos_id = run.tokenizer, run.tokenizer.eos_token_id
     print(f"run: {run.run_dir}  weights: {run.weights.name}  {run.model.summary()}", file=sys.stderr)

@@ -26,6 +26,7 @@ autocast, fp16, tracing by torch.compile) the layer is `F.linear`, so the option
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from collections.abc import Iterator
 
@@ -73,45 +74,54 @@ class _OnednnLinear(torch.autograd.Function):
         return grad_x, grad_w
 
 
-# id(weight) -> (weak reference to the weight, (storage pointer, version, dtype, shape), packed copy).
-# Filled only inside `packed_weights()`, emptied when the outermost one exits; an entry also goes when its
-# weight is garbage-collected.
-_PACKED: dict[int, tuple[weakref.ref, tuple, Tensor]] = {}
-_packing_depth = 0
+# Per thread: id(weight) -> (weak reference to the weight, (storage pointer, version, dtype, shape), packed copy),
+# filled only inside that thread's `packed_weights()` and emptied when its outermost one exits. Per thread, so
+# one thread generating never hands its packed copies to another thread's forward passes (which may train).
+_local = threading.local()
+
+
+def _packing_depth() -> int:
+    return getattr(_local, "depth", 0)
+
+
+def _packed_cache() -> dict[int, tuple[weakref.ref, tuple, Tensor]]:
+    if not hasattr(_local, "packed"):
+        _local.packed = {}
+    return _local.packed
 
 
 @contextlib.contextmanager
 def packed_weights() -> Iterator[None]:
-    """Within: inference-mode linears on CPU use oneDNN-packed copies of their weights (made on first use).
+    """Within (this thread): inference-mode linears on CPU use oneDNN-packed copies of their weights.
 
     The weights must not change inside (one generate() call). On exit of the outermost block the copies are
     dropped: an in-place update that keeps the tensor's version (fused optimizers) can never be served a stale
     copy, and the memory is returned.
     """
-    global _packing_depth
-    _packing_depth += 1
+    _local.depth = _packing_depth() + 1
     try:
         yield
     finally:
-        _packing_depth -= 1
-        if _packing_depth == 0:
-            _PACKED.clear()
-
-
-def _forget(ref: weakref.ref, ident: int) -> None:
-    if ident in _PACKED and _PACKED[ident][0] is ref:
-        del _PACKED[ident]
+        _local.depth -= 1
+        if _local.depth == 0:
+            _packed_cache().clear()
 
 
 def _packed(weight: Tensor) -> Tensor:
     """The oneDNN-packed copy of `weight`, made on first use and again whenever the weight changed."""
+    cache = _packed_cache()
     key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
-    entry = _PACKED.get(id(weight))
+    entry = cache.get(id(weight))
     if entry is None or entry[0]() is not weight or entry[1] != key:
         ident = id(weight)
-        ref = weakref.ref(weight, lambda r, ident=ident: _forget(r, ident))
+
+        def forget(ref: weakref.ref, ident: int = ident) -> None:  # the weight was garbage-collected
+            if ident in cache and cache[ident][0] is ref:
+                del cache[ident]
+
+        ref = weakref.ref(weight, forget)
         entry = (ref, key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
-        _PACKED[ident] = entry
+        cache[ident] = entry
     return entry[2]
 
 
@@ -129,7 +139,7 @@ def linear(x: Tensor, weight: Tensor, backend: str = "default") -> Tensor:
     """`F.linear(x, weight)` (no bias) through the chosen backend."""
     if backend in _ONEDNN_BACKENDS and _on_cpu(x, weight):
         packable = weight.dtype in _PACKED_DTYPES and not weight.is_inference()
-        if _packing_depth and packable and torch.is_inference_mode_enabled():
+        if packable and _packing_depth() and torch.is_inference_mode_enabled():
             if weight.numel() * weight.element_size() < _SMALL_WEIGHT_BYTES:
                 return F.linear(x, weight)
             return _onednn_mm(x.contiguous(), _packed(weight))

@@ -97,10 +97,16 @@ def check_same_run(point: ResumePoint, config: dict, spec: str | os.PathLike) ->
     shown = [f"{key}: {_show(old)} -> {_show(new)}" for key, old, new in differences[:_SHOWN_DIFFERENCES]]
     if len(differences) > _SHOWN_DIFFERENCES:
         shown.append(f"and {len(differences) - _SHOWN_DIFFERENCES} more")
+    # a warm start loads the weights into the new config's model: advice only where the model stays the same
+    same_model = not any(key.startswith("model.") for key, _, _ in differences)
+    warm_start = (
+        f", or start a new run (a new hydra.run.dir) from its weights with trainer.init_from={point.run_dir}"
+        if same_model
+        else ""
+    )
     raise RunRefused(
         f"trainer.resume={spec}: {point.path} was trained with another config ({'; '.join(shown)}); "
-        "repeat the run's original overrides to resume it, or start a new run (a new hydra.run.dir) from its "
-        f"weights with trainer.init_from={point.run_dir}"
+        f"repeat the run's original overrides to resume it{warm_start}"
     )
 
 
