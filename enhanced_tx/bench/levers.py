@@ -14,6 +14,7 @@ import copy
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -74,37 +75,19 @@ def _textbook_rotate(self: RotaryEmbedding, q: Tensor, k: Tensor, offset: int = 
     return textbook_rotate(q, cos, sin), textbook_rotate(k, cos, sin)
 
 
-@contextlib.contextmanager
-def autograd_rope() -> Iterator[None]:
+def autograd_rope() -> contextlib.AbstractContextManager:
     """RoPE as the textbook formula through autograd (chunk, four products, cat) instead of `_Rotate`."""
-    original = RotaryEmbedding.rotate
-    RotaryEmbedding.rotate = _textbook_rotate
-    try:
-        yield
-    finally:
-        RotaryEmbedding.rotate = original
+    return mock.patch.object(RotaryEmbedding, "rotate", _textbook_rotate)
 
 
-@contextlib.contextmanager
-def low_precision_attention() -> Iterator[None]:
+def low_precision_attention() -> contextlib.AbstractContextManager:
     """SDPA in the tensors' own dtype (bf16 kernels on the CPU) instead of upcasting to fp32."""
-    original = attention_module.attention
-    attention_module.attention = F.scaled_dot_product_attention
-    try:
-        yield
-    finally:
-        attention_module.attention = original
+    return mock.patch.object(attention_module, "attention", F.scaled_dot_product_attention)
 
 
-@contextlib.contextmanager
-def autograd_rms_norm() -> Iterator[None]:
+def autograd_rms_norm() -> contextlib.AbstractContextManager:
     """RMSNorm through `F.rms_norm`'s autograd (on CPUs its decomposition) instead of `_RMSNormFunction`."""
-    original = norm_module._fused_rms_norm_applies
-    norm_module._fused_rms_norm_applies = lambda x, weight: False
-    try:
-        yield
-    finally:
-        norm_module._fused_rms_norm_applies = original
+    return mock.patch.object(norm_module, "_fused_rms_norm_applies", lambda x, weight: False)
 
 
 # ---------------------------------------------------------------- helpers
