@@ -409,7 +409,7 @@ def load_model_weights(model: nn.Module, path: str | os.PathLike, strict: bool =
             raise CheckpointError(f"weights file {path} is not a readable safetensors file ({e})") from None
         prefix = "architecture."
         check_architecture(path, {k[len(prefix) :]: v for k, v in metadata.items() if k.startswith(prefix)}, model)
-        _check_shapes(path, shapes, expected)
+        check_shapes(path, shapes, expected)
         try:
             load_model(model, str(path), strict=strict)
         except RuntimeError as e:
@@ -417,7 +417,7 @@ def load_model_weights(model: nn.Module, path: str | os.PathLike, strict: bool =
         return model
 
     state = _weights_from_pt(path, model)
-    _check_shapes(path, {k: list(v.shape) for k, v in state.items()}, expected)
+    check_shapes(path, {k: list(v.shape) for k, v in state.items()}, expected)
     state = _fill_tied(state, expected)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if strict and (missing or unexpected):
@@ -453,7 +453,10 @@ def _weights_from_pt(path: Path, model: nn.Module) -> Mapping[str, torch.Tensor]
     return obj
 
 
-def _check_shapes(path: Path, shapes: Mapping[str, list[int]], expected: Mapping[str, torch.Tensor]) -> None:
+def check_shapes(
+    path: str | os.PathLike, shapes: Mapping[str, list[int]], expected: Mapping[str, torch.Tensor]
+) -> None:
+    """One-line CheckpointError naming the first tensor whose shape in the file differs from the model's."""
     for name, shape in shapes.items():
         if name in expected and list(expected[name].shape) != list(shape):
             raise CheckpointError(

@@ -40,6 +40,7 @@ LEGACY_SWITCHES: dict[str, dict[bool, str]] = {
     "--gradient_checkpointing": {True: "true", False: "false"},
 }
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_EXAMPLES = {"--mixed_precision": "bf16", "--device": "cpu", "--lr": "3e-4"}  # for "needs a value" errors
 __all__ = ["FAILURE_FILE", "LEGACY_FLAGS", "guarded", "one_line", "record_failure", "translate_legacy_flags"]
 
 
@@ -80,9 +81,6 @@ def translate_legacy_flags(argv: list[str] | None = None) -> list[str]:
         out.append("trainer.max_steps=null")  # the default 400-step cap would silently cut the epochs short
     args[:] = out
     return args
-
-
-_EXAMPLES = {"--mixed_precision": "bf16", "--device": "cpu", "--lr": "3e-4"}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -28,8 +28,7 @@ from enhanced_tx.bench.peers import OURS, Contender, build_ours
 from enhanced_tx.bench.shapes import Shape
 from enhanced_tx.bench.timing import QUIET, Samples, time_once
 from enhanced_tx.bench.training import OPTIMIZERS, TrainOptions, build_optimizer, measure_training
-from enhanced_tx.model.positional import RotaryEmbedding
-from enhanced_tx.model.positional import _textbook_rotate as textbook_rotate
+from enhanced_tx.model.positional import RotaryEmbedding, textbook_rotate
 
 Ablation = Callable[[], contextlib.AbstractContextManager]
 

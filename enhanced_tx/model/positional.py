@@ -99,13 +99,14 @@ class RotaryEmbedding(PositionalScheme):
         cos = self.cos[offset : offset + t].to(q.dtype)  # (T, hd/2), broadcast over (B, H)
         sin = self.sin[offset : offset + t].to(q.dtype)
         if torch.compiler.is_compiling():  # plain functional ops: the compiler fuses them into one kernel
-            return _textbook_rotate(q, cos, sin), _textbook_rotate(k, cos, sin)
+            return textbook_rotate(q, cos, sin), textbook_rotate(k, cos, sin)
         if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad):
             return _Rotate.apply(q, cos, sin), _Rotate.apply(k, cos, sin)
         return _rotate(q, cos, sin), _rotate(k, cos, sin)  # inference: no autograd node to build
 
 
-def _textbook_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def textbook_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) in plain functional ops (what compilers fuse best)."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 

@@ -150,7 +150,6 @@ class Trainer:
         self.monitor = monitor
         self.max_tokens_per_batch: int | None = None  # set from TrainingParts in fit
         self.strategy = strategy if strategy is not None else SingleProcess()  # conf/trainer/strategy/
-        self._resume_cache: tuple[ResumePoint | None] | None = None  # looked up once per fit
 
     @property
     def rank(self) -> int:
@@ -207,15 +206,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ resume
     def _resume_point(self, parts: TrainingParts) -> ResumePoint | None:
-        """The checkpoint to resume from (None: a fresh start), read once per fit."""
+        """The checkpoint to resume from (None: a fresh start): the one the run composition read, else looked up."""
         if not self.resume:
             return None
-        if self._resume_cache is None:
-            self._resume_cache = (parts.resume_from or find_resume_point(self.resume, parts.run_dir),)
-        return self._resume_cache[0]
+        return parts.resume_from or find_resume_point(self.resume, parts.run_dir)
 
-    def _restore(self, parts: TrainingParts, optimizer, scaler) -> tuple[TrainState, Budget]:
-        point = self._resume_point(parts)
+    def _restore(self, parts: TrainingParts, point: ResumePoint | None, optimizer, scaler) -> tuple[TrainState, Budget]:
         if point is None:  # no resume, or resume=auto and nothing saved yet: a fresh start
             return TrainState(), self._budget(parts)
         path, state = point.path, point.take_state()
@@ -279,8 +275,8 @@ class Trainer:
     def fit(self, parts: TrainingParts) -> float:
         """Train until the first limit; returns the best `monitor` value (val/loss: what a sweep minimises)."""
         self._configure_from_parts(parts)
-        self._resume_cache = None
-        if self.init_from and self._resume_point(parts) is None:  # weights only: no optimizer, schedule or step
+        point = self._resume_point(parts)
+        if self.init_from and point is None:  # weights only: no optimizer, schedule or step
             from enhanced_tx.training.warm_start import warm_start
 
             source = warm_start(parts.model, self.init_from)
@@ -297,7 +293,7 @@ class Trainer:
         base_lrs = [group["lr"] for group in optimizer.param_groups]
         scaler = parts.precision.grad_scaler(device)
         manager = CheckpointManager(parts.run_dir / "checkpoints", keep_last=self.keep_last)
-        state, budget = self._restore(parts, optimizer, scaler)
+        state, budget = self._restore(parts, point, optimizer, scaler)
         forward = torch.compile(wrapped) if self.compile else wrapped
         peak = self.peak_flops or _measure_peak(device, parts.precision.dtype)
 
@@ -588,12 +584,12 @@ def _measure_peak(device: torch.device, dtype: torch.dtype) -> float:
 def _check_weight_shapes(state: dict, path: Path, model: nn.Module) -> None:
     """A full checkpoint from another architecture is a one-line CheckpointError, not a size-mismatch
     traceback (sharded checkpoints are checked by torch.distributed.checkpoint)."""
-    from enhanced_tx.checkpoint import _check_shapes
+    from enhanced_tx.checkpoint import check_shapes
     from enhanced_tx.training import sharded_checkpoint
 
     if sharded_checkpoint.is_sharded(state) or not isinstance(state.get("model"), dict):
         return
-    _check_shapes(path, {k: list(v.shape) for k, v in state["model"].items()}, model.state_dict())
+    check_shapes(path, {k: list(v.shape) for k, v in state["model"].items()}, model.state_dict())
 
 
 def _total(value) -> str:
