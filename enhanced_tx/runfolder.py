@@ -163,7 +163,7 @@ class RunFolder:
             return self
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            f = open(self.lock, "a+")
+            f = open(self.lock, "a+")  # noqa: SIM115 (held open for the whole run: the lock lives with it)
         except OSError as e:
             raise EnhancedTxError(
                 f"cannot write into run folder {self.root} ({e.strerror}); pick a writable folder"
