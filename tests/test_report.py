@@ -123,6 +123,7 @@ def test_markdown_lists_jobs_failures_and_plots(sweep):
         "val_loss_vs_step.png",
         "val_loss_vs_tokens.png",
         "val_loss_vs_flops.png",
+        "train_loss_vs_step.png",
         "best_val_loss_by_choice.png",
     }
     for image in images:

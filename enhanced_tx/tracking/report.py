@@ -11,16 +11,27 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from enhanced_tx.errors import ConfigError, EnhancedTxError
+
+from .report_arms import VALUE_COLUMNS
+from .report_html import write_html
 from .report_markdown import render_markdown
+from .report_plots import MIN_READABLE_POINTS, sparse_curves
+from .report_science import ReportOptions, Science, analyse
+from .report_science_csv import write_stats_csv
+from .report_science_md import science_sections
 from .report_table import Group, Row, build_rows, has_replicates, seed_groups, write_csv, write_groups_csv
 from .sweep_reader import Sweep, read_sweep
 
 REPORT_MD = "report.md"
 REPORT_CSV = "report.csv"
 GROUPS_CSV = "report_groups.csv"
+STATS_CSV = "report_stats.csv"
+REPORT_HTML = "report.html"
+SPARSE_SHOWN = 8  # jobs named in "curves too short to read"
 
 
 @dataclass
@@ -29,38 +40,83 @@ class Report:
     rows: list[Row]  # best first
     groups: list[Group]  # seed-replicate groups, best mean first
     files: list[Path]  # everything written
+    science: Science | None = None
+    options: ReportOptions = field(default_factory=ReportOptions)
 
 
 def build_report(
-    sweep_dir: str | os.PathLike, metric: str = "val/loss", mode: str = "min", plots: bool = True
+    sweep_dir: str | os.PathLike,
+    metric: str = "val/loss",
+    mode: str = "min",
+    plots: bool = True,
+    options: ReportOptions | None = None,
 ) -> Report:
     """Read the sweep folder and write the report files into it."""
+    sweep = read_sweep(sweep_dir)
+    return write_report(sweep, sweep.sweep_dir, options or options_for(sweep, metric=metric, mode=mode), plots)
+
+
+def write_report(sweep: Sweep, out: Path, options: ReportOptions, plots: bool = True) -> Report:
+    """The report of ``sweep``'s jobs, written into ``out``."""
+    metric, mode = options.metric, options.mode
     if mode not in ("min", "max"):
         raise ValueError(f"mode={mode!r} must be 'min' or 'max'")
-    sweep = read_sweep(sweep_dir)
     if not sweep.jobs:
         raise FileNotFoundError(f"no job folders (with .hydra/overrides.yaml) under {sweep.sweep_dir}")
+    out.mkdir(parents=True, exist_ok=True)
     rows = build_rows(sweep.jobs, metric, mode)
     groups = seed_groups(rows, mode)
-    out = sweep.sweep_dir
+    science = analyse(rows, options)
     files = [out / REPORT_CSV]
     write_csv(out / REPORT_CSV, rows, metric)
     if has_replicates(groups):
         write_groups_csv(out / GROUPS_CSV, groups, metric)
         files.append(out / GROUPS_CSV)
-    images = _plots(out, rows, groups, metric, mode, sweep) if plots else []
-    (out / REPORT_MD).write_text(render_markdown(sweep, rows, groups, metric, mode, images), encoding="utf-8")
+    files.append(write_stats_csv(out / STATS_CSV, science, mode))
+    images = _plots(out, rows, groups, sweep, science, options) if plots else []
+    extra = science_sections(science, options) + _sparse_notes(rows, metric)
+    text = render_markdown(sweep, rows, groups, metric, mode, images, extra)
+    (out / REPORT_MD).write_text(text, encoding="utf-8")
     files += [out / REPORT_MD, *(out / name for name in images)]
-    return Report(sweep, rows, groups, files)
+    files.append(write_html(out / REPORT_HTML, text, out))
+    return Report(sweep, rows, groups, files, science, options)
 
 
-def _plots(out: Path, rows: list[Row], groups: list[Group], metric: str, mode: str, sweep: Sweep) -> list[str]:
+def options_for(sweep: Sweep, **given: object) -> ReportOptions:
+    """The report options: those given (not None) over the jobs' ``report:`` config block (set by presets)."""
+    block = next((job.config.get("report") for job in sweep.jobs if isinstance(job.config.get("report"), dict)), {})
+    known = {f.name for f in fields(ReportOptions)}
+    merged = {k: v for k, v in block.items() if k in known and v is not None}
+    merged.update({k: v for k, v in given.items() if v is not None})
+    if isinstance(merged.get("scale"), str):
+        merged["scale"] = tuple(k for k in merged["scale"].split(",") if k)
+    merged["scale"] = tuple(merged.get("scale") or ())
+    return ReportOptions(**merged)
+
+
+def _sparse_notes(rows: list[Row], metric: str) -> list[str]:
+    sparse = sparse_curves(rows, metric)
+    if not sparse:
+        return []
+    lines = ["", "## Curves too short to read", ""]
+    lines.append(f"These jobs logged fewer than {MIN_READABLE_POINTS} evaluations of `{metric}`: dots, not curves.")
+    lines.append("Evaluate more often (trainer.eval_every) or train longer to see a trend.")
+    shown = [f"- job {item}" for item in sparse[:SPARSE_SHOWN]]
+    more = [f"- ... and {len(sparse) - SPARSE_SHOWN} more"] if len(sparse) > SPARSE_SHOWN else []
+    return lines + [""] + shown + more
+
+
+def _plots(
+    out: Path, rows: list[Row], groups: list[Group], sweep: Sweep, science: Science, options: ReportOptions
+) -> list[str]:
     try:
         from .report_plots import plot_report
+        from .report_plots_science import plot_science
     except ImportError as e:  # matplotlib is a dependency, but a broken install should not cost the tables
         print(f"warning: no plots ({e})", file=sys.stderr)
         return []
-    return plot_report(out, rows, groups, metric, mode, optuna=sweep.optuna is not None)
+    names = plot_report(out, rows, groups, options.metric, options.mode, optuna=sweep.optuna is not None)
+    return names + plot_science(out, rows, science, options)
 
 
 def latest_sweep(root: str | os.PathLike = "multirun") -> Path:
@@ -74,28 +130,72 @@ def latest_sweep(root: str | os.PathLike = "multirun") -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m enhanced_tx.tracking.report",
-        description="Compare the jobs of a Hydra sweep folder: report.md, report.csv and PNG plots in it.",
+        description="Compare the jobs of a Hydra sweep folder: report.md, report.html, CSVs and PNG plots in it.",
+        epilog="Hydra-style settings work too: report.baseline=norm=layernorm report.tune=optimizer.lr",
     )
     parser.add_argument(
         "sweep_dir", help="the sweep folder (multirun/DATE/TIME), or 'latest': the newest under multirun/"
     )
-    parser.add_argument("--metric", default="val/loss", help="metric to rank by (default: val/loss)")
-    parser.add_argument("--mode", choices=("min", "max"), default="min", help="min: lower is better (default)")
-    parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("settings", nargs="*", help="report.KEY=VALUE settings (same as the options below)")
+    add_report_options(parser)
     args = parser.parse_args(argv)
     try:
         sweep_dir = latest_sweep() if args.sweep_dir == "latest" else Path(args.sweep_dir)
-        report = build_report(sweep_dir, args.metric, args.mode, plots=not args.no_plots)
-    except FileNotFoundError as e:
+        sweep = read_sweep(sweep_dir)
+        report = write_report(sweep, sweep.sweep_dir, options_from_args(sweep, args), plots=not args.no_plots)
+        print_summary(report)
+        if args.wandb != "off" and uses_wandb(sweep):
+            from .report_wandb import log_report
+
+            print(f"W&B report run: {log_report(report, mode=args.wandb)}")
+    except (FileNotFoundError, EnhancedTxError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    failed = sum(1 for r in report.rows if r.status == "failed")
-    print(f"{len(report.rows)} jobs ({failed} failed) -> {report.sweep.sweep_dir / REPORT_MD}")
-    for row in report.rows[:5]:
+    return 0
+
+
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metric", default=None, help="metric to rank by (default: val/loss)")
+    parser.add_argument("--mode", choices=("min", "max"), default=None, help="min: lower is better (default)")
+    parser.add_argument("--value", choices=VALUE_COLUMNS, help="each job's final (default) or best value")
+    parser.add_argument("--baseline", help="KEY=VALUE[,KEY=VALUE]: the arm compared with (default: the first)")
+    parser.add_argument("--tune", help="a swept key (optimizer.lr): each arm at its best value of it")
+    parser.add_argument("--scale", help="swept size/budget keys, comma-separated: fit L = E + A*C^-alpha per arm")
+    parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument(
+        "--wandb",
+        choices=("offline", "online", "off"),
+        default="offline",
+        help="log the report as a W&B run (job_type=report) when the jobs used W&B (default: offline)",
+    )
+
+
+def options_from_args(sweep: Sweep, args: argparse.Namespace) -> ReportOptions:
+    given = {k: getattr(args, k) for k in ("metric", "mode", "value", "baseline", "tune", "scale")}
+    for setting in getattr(args, "settings", []):
+        key, sep, value = setting.partition("=")
+        name = key.removeprefix("report.")
+        if not sep or not key.startswith("report.") or name not in given:
+            known = ", ".join(f"report.{k}" for k in given)
+            raise ConfigError(f"{setting!r} is not a report setting; use one of {known} (KEY=VALUE)")
+        given[name] = value
+    return options_for(sweep, **given)
+
+
+def print_summary(report: Report) -> None:
+    rows, metric = report.rows, report.options.metric
+    failed = sum(1 for r in rows if r.status == "failed")
+    print(f"{len(rows)} jobs ({failed} failed) -> {report.sweep.sweep_dir / REPORT_MD}")
+    for row in rows[:5]:
         best = row.numbers["best"]
         shown = f"{best:.4f}" if best is not None else "-"
-        print(f"  {row.job.num:>3}  {row.status:<10} {args.metric} {shown:>8}  {row.label}")
-    return 0
+        job = row.job.num if row.job.num is not None else row.job.job_dir.name  # single runs have no number
+        print(f"  {job!s:>3}  {row.status:<10} {metric} {shown:>8}  {row.label}")
+
+
+def uses_wandb(sweep: Sweep) -> bool:
+    """A job of the sweep logged to W&B (it has a ``wandb/`` folder)."""
+    return any((job.job_dir / "wandb").is_dir() for job in sweep.jobs)
 
 
 if __name__ == "__main__":

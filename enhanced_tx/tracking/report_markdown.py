@@ -11,8 +11,15 @@ from .sweep_reader import Sweep
 
 
 def render_markdown(
-    sweep: Sweep, rows: Sequence[Row], groups: Sequence[Group], metric: str, mode: str, plots: Sequence[str]
+    sweep: Sweep,
+    rows: Sequence[Row],
+    groups: Sequence[Group],
+    metric: str,
+    mode: str,
+    plots: Sequence[str],
+    extra: Sequence[str] = (),
 ) -> str:
+    """The whole report; ``extra`` (Markdown lines: the conclusions) comes before the failures and plots."""
     failed = [r for r in rows if r.status == "failed"]
     ok = [r for r in rows if r.status == "ok"]
     lines = [
@@ -24,16 +31,17 @@ def render_markdown(
         f"- metric: best `{metric}` ({'lower' if mode == 'min' else 'higher'} is better)",
     ]
     if ok and rows[0].numbers["best"] is not None:
-        lines.append(f"- best job: {rows[0].job.num} `{rows[0].label}`: {_fmt('best', rows[0].numbers['best'])}")
+        lines.append(f"- best job: {rows[0].job.name} `{rows[0].label}`: {_fmt('best', rows[0].numbers['best'])}")
     lines += ["", "## Jobs", "", *_jobs_table(rows)]
     if has_replicates(groups):
         lines += ["", "## Seed replicates", "", "Jobs that differ only by `seed`: mean ± std over the seeds.", ""]
         lines += _groups_table(groups)
+    lines += list(extra)
     if sweep.optuna:
         lines += ["", "## Optuna", "", *_optuna(sweep.optuna)]
     if failed:
         lines += ["", "## Failed jobs", ""]
-        lines += [f"- job {r.job.num} `{r.label}`: {r.job.error}" for r in failed]
+        lines += [f"- job {r.job.name} `{r.label}`: {r.job.error}" for r in failed]
     if sweep.notes:
         lines += ["", "## Unreadable folders", "", *(f"- {note}" for note in sweep.notes)]
     if plots:
@@ -47,7 +55,7 @@ def _jobs_table(rows: Sequence[Row]) -> list[str]:
     lines = [_cells(headings), _cells(["---"] * len(headings))]
     for row in rows:
         numbers = [_fmt(column, row.numbers[column]) for column, _ in NUMBER_COLUMNS]
-        lines.append(_cells([str(row.job.num), row.status, f"`{row.label}`", *numbers]))
+        lines.append(_cells([row.job.name, row.status, f"`{row.label}`", *numbers]))
     return lines
 
 

@@ -16,6 +16,8 @@ from .report_table import SEED_KEY, Group, Row, has_replicates, short_value
 
 X_AXES = {"step": None, "tokens": "perf/tokens", "flops": "perf/flops"}  # x axis -> logged cumulative counter
 MAX_CATEGORIES = 8  # a numeric key with more distinct values is drawn as a scatter plot
+TRAIN_METRIC = "train/loss"  # drawn against steps beside the validation metric
+MIN_READABLE_POINTS = 3  # a curve with fewer points shows no trend: the report says so
 
 
 def plot_report(
@@ -28,6 +30,8 @@ def plot_report(
         name = f"{slug}_vs_{axis}.png"
         if _curves(out_dir / name, rows, metric, axis, counter):
             written.append(name)
+    if metric != TRAIN_METRIC and _curves(out_dir / "train_loss_vs_step.png", rows, TRAIN_METRIC, "step", None):
+        written.append("train_loss_vs_step.png")
     name = f"best_{slug}_by_choice.png"
     if _by_choice(out_dir / name, rows, metric):
         written.append(name)
@@ -42,14 +46,24 @@ def plot_report(
     return written
 
 
-def _figure(width: float = 8.0, height: float = 5.0):
+def sparse_curves(rows: Sequence[Row], metric: str) -> list[str]:
+    """Jobs whose ``metric`` curve has points but fewer than `MIN_READABLE_POINTS` (a dot, not a trend)."""
+    return [
+        f"{row.job.num if row.job.num is not None else row.job.job_dir.name}: {row.label} "
+        f"({len(row.job.series(metric))} point(s))"
+        for row in sorted(rows, key=lambda r: (r.job.num is None, r.job.num or 0, r.job.job_dir.name))
+        if 0 < len(row.job.series(metric)) < MIN_READABLE_POINTS
+    ]
+
+
+def figure(width: float = 8.0, height: float = 5.0):
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
 
 
 def _curves(path: Path, rows: Sequence[Row], metric: str, axis: str, counter: str | None) -> bool:
-    fig = _figure(11.0, 5.5)
+    fig = figure(11.0, 5.5)
     ax = fig.add_subplot()
     drawn = 0
     for row in rows:
@@ -92,7 +106,7 @@ def _by_choice(path: Path, rows: Sequence[Row], metric: str) -> bool:
         return False
     cols = min(len(keys), 3)
     lines = -(-len(keys) // cols)
-    fig = _figure(4.2 * cols, 3.6 * lines)
+    fig = figure(4.2 * cols, 3.6 * lines)
     for i, key in enumerate(keys):
         ax = fig.add_subplot(lines, cols, i + 1)
         by_value: dict[str, list[float]] = {}
@@ -131,7 +145,7 @@ def _by_choice(path: Path, rows: Sequence[Row], metric: str) -> bool:
 
 def _by_config(path: Path, groups: Sequence[Group], metric: str) -> None:
     """Seed replicates: per configuration every seed (dots) and mean ± std over the seeds (error bars)."""
-    fig = _figure(max(6.0, 0.6 * len(groups) + 3.0), 5.0)
+    fig = figure(max(6.0, 0.6 * len(groups) + 3.0), 5.0)
     ax = fig.add_subplot()
     _points_with_error_bars(ax, [[r.numbers["best"] for r in g.rows if _usable(r)] for g in groups])
     ax.set_xticks(
@@ -170,7 +184,7 @@ def _history(path: Path, rows: Sequence[Row], metric: str, mode: str) -> bool:
     nums = [n for n, _ in trials]
     values = [v for _, v in trials]
     best = np.minimum.accumulate(values) if mode == "min" else np.maximum.accumulate(values)
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     ax.scatter(nums, values, s=16, label="trial")
     ax.step(nums, best, where="post", color="tab:red", label="best so far")

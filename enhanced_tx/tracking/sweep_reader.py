@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from enhanced_tx.sweeps.failures import read_failure
+from enhanced_tx.runfolder import RunFolder
 
 from .jsonl import read_jsonl
 
@@ -39,12 +39,20 @@ class JobRecord:
     started: float | None  # epoch seconds (run_info.json)
     error: str | None  # from FAILED.json
     finished: bool  # the run got to its end (final summary or weights written)
+    running: bool = False  # a live process holds the folder's writer lock
 
     @property
     def status(self) -> str:
         if self.error is not None:
             return "failed"
-        return "ok" if self.finished else "incomplete"
+        if self.finished:
+            return "ok"
+        return "running" if self.running else "incomplete"
+
+    @property
+    def name(self) -> str:
+        """The job number in a sweep; a single run (no number) by its folder name."""
+        return str(self.num) if self.num is not None else self.job_dir.name
 
     @property
     def seed(self) -> Any:
@@ -115,26 +123,34 @@ def _sweeper_target(path: Path) -> str | None:
 
 
 def read_job(folder: str | os.PathLike) -> JobRecord:
-    folder = Path(folder)
-    hydra = (_load_yaml(folder / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}
-    overrides = _load_yaml(folder / ".hydra" / "overrides.yaml") or []
-    config = _load_yaml(folder / "config.resolved.yaml") or _load_yaml(folder / ".hydra" / "config.yaml") or {}
+    run = RunFolder(folder)
+    hydra = (_load_yaml(run.overrides.parent / "hydra.yaml") or {}).get("hydra") or {}
+    overrides = _load_yaml(run.overrides) or []
+    config = _load_yaml(run.resolved_config) or _load_yaml(run.hydra_config) or {}
     choices = (hydra.get("runtime") or {}).get("choices") or {}
-    metrics_path = folder / "metrics.jsonl"
-    summary = _load_json(folder / "summary.json") or {}
-    failure = read_failure(folder)
+    summary = _load_json(run.summary) or {}
     return JobRecord(
-        job_dir=folder,
-        num=_job_num(hydra, folder),
+        job_dir=run.root,
+        num=_job_num(hydra, run.root),
         overrides=[str(o) for o in overrides],
         choices={str(k): str(v) for k, v in choices.items() if v is not None and not str(k).startswith("hydra")},
         config=config if isinstance(config, dict) else {},
-        metrics=read_jsonl(metrics_path) if metrics_path.is_file() else [],
+        metrics=read_jsonl(run.metrics) if run.metrics.is_file() else [],
         summary=summary if isinstance(summary, dict) else {},
-        started=_start_time(folder),
-        error=failure.error if failure is not None else None,
-        finished=any(str(k).startswith("val/best_") for k in summary) or (folder / "model.safetensors").is_file(),
+        started=_start_time(run),
+        error=_failure(run),
+        finished=any(str(k).startswith("val/best_") for k in summary) or run.weights.is_file(),
+        running=run.lock_holder() is not None,
     )
+
+
+def _failure(run: RunFolder) -> str | None:
+    """The one-line error of FAILED.json; an unreadable marker still marks the job failed."""
+    if not run.failed.is_file():
+        return None
+    record = _load_json(run.failed)
+    error = record.get("error") if isinstance(record, dict) else None
+    return str(error or "unknown error (unreadable FAILED.json)")
 
 
 def _job_num(hydra: dict, folder: Path) -> int | None:
@@ -145,8 +161,8 @@ def _job_num(hydra: dict, folder: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _start_time(folder: Path) -> float | None:
-    info = _load_json(folder / "run_info.json") or {}
+def _start_time(run: RunFolder) -> float | None:
+    info = _load_json(run.run_info) or {}
     stamp = info.get("time") if isinstance(info, dict) else None
     try:
         return datetime.fromisoformat(stamp).timestamp() if stamp else None
@@ -165,7 +181,7 @@ def _load_json(path: Path) -> Any:
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
 
 
