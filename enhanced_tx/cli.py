@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from enhanced_tx.errors import EnhancedTxError
+from enhanced_tx.errors import EnhancedTxError, one_line, unwrap
 from enhanced_tx.sweeps.dirnames import register_resolvers
 from enhanced_tx.sweeps.failures import FAILURE_FILE, clear_failure
 from enhanced_tx.sweeps.failures import record_failure as _write_failure
@@ -103,23 +103,6 @@ def _in_multirun() -> bool:
         return False
 
 
-def one_line(error: BaseException) -> str:
-    error = _unwrap(error)
-    message = " ".join(str(error).split()) or type(error).__name__
-    return f"{type(error).__name__}: {message}" if not isinstance(error, EnhancedTxError) else message
-
-
-def _unwrap(error: BaseException) -> BaseException:
-    """The error a user caused, not Hydra's "Error in call to target ..." wrapper around it."""
-    try:
-        from hydra.errors import InstantiationException
-    except ImportError:
-        return error
-    while isinstance(error, InstantiationException) and isinstance(error.__cause__, Exception):
-        error = error.__cause__
-    return error
-
-
 def record_failure(output_dir: str | os.PathLike, error: BaseException) -> Path:
     """Leave a marker in the job folder that the sweep report and the end-of-sweep check read."""
     from enhanced_tx.sweeps.job import hydra_config
@@ -141,7 +124,7 @@ def _refused_before_start(error: BaseException) -> bool:
     """A run refused before it touched its folder (it holds another run): that run has not failed."""
     from enhanced_tx.training.resume import RunRefused
 
-    return isinstance(_unwrap(error), RunRefused)
+    return isinstance(unwrap(error), RunRefused)
 
 
 def guarded(task: Callable) -> Callable:
@@ -180,7 +163,7 @@ def guarded(task: Callable) -> Callable:
                     marker.write_bytes(previous_marker)
             elif marker is not None and marker.parent.is_dir():
                 record_failure(marker.parent, error)  # the folder says "failed", not "a result"
-            if full or not isinstance(_unwrap(error), _user_errors()):
+            if full or not isinstance(unwrap(error), _user_errors()):
                 raise
             print(f"error: {one_line(error)}", file=sys.stderr)
             raise SystemExit(1) from None

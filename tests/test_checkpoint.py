@@ -119,7 +119,7 @@ def test_failed_write_keeps_previous_file_and_removes_temp(tmp_path, monkeypatch
     if fail_in == "fsync":
         monkeypatch.setattr(os, "fsync", disk_full)
     else:
-        import enhanced_tx.checkpoint as ck
+        import enhanced_tx.checkpoint.format as ck
 
         real_open = open
 
@@ -437,7 +437,7 @@ def test_rng_capture_restore_reproduces_draws_through_a_checkpoint(tmp_path):
 @pytest.mark.parametrize("target", ["../../elsewhere", "/tmp/dcp/step_1", "dcp/step_1/../../x", "dcp/other"])
 def test_a_sharded_reference_outside_its_dcp_folder_is_refused(tmp_path, target):
     """A .pt is safe to load, but DCP unpickles its folder's .metadata: the reference must not lead elsewhere."""
-    from enhanced_tx.training.sharded_checkpoint import load_model
+    from enhanced_tx.checkpoint.sharded import load_model
 
     path = tmp_path / "run" / "checkpoints" / "last.pt"
     save_checkpoint({"dcp": target, "step": 1}, path, step=1)

@@ -18,8 +18,8 @@ import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from transformers import PreTrainedTokenizerFast
 
-from enhanced_tx import checkpoint as checkpoint_module
 from enhanced_tx.checkpoint import CheckpointError, load_checkpoint
+from enhanced_tx.checkpoint import format as checkpoint_module
 from enhanced_tx.cli import guarded
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.tracking.logger import MetricLogger

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.checkpoint import (
@@ -23,10 +22,13 @@ from enhanced_tx.checkpoint import (
     load_checkpoint,
     load_model_weights,
 )
+from enhanced_tx.data.tokenizers import load_saved_tokenizer
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.model import EncoderDecoder
 from enhanced_tx.model.architecture import architecture_from_config
-from enhanced_tx.training.run import RESOLVED_CONFIG, TOKENIZER_DIR
+from enhanced_tx.runfolder import RunFolder
+from enhanced_tx.training.run import RESOLVED_CONFIG
+from enhanced_tx.trusted_targets import instantiate_trusted, read_saved_config
 
 WEIGHTS_ONLY = "model.safetensors"
 CHECKPOINT_DIR = "checkpoints"
@@ -86,12 +88,16 @@ def load_run(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> LoadedRun:
-    """Model (weights cast to `dtype`, eval mode) and tokenizer of a run folder."""
+    """Model (weights cast to `dtype`, eval mode) and tokenizer of a run folder.
+
+    The folder is untrusted input: its config builds only the model classes the project ships
+    (`enhanced_tx.trusted_targets`) and its tokenizer is read from local files only."""
     run_dir = Path(run_dir)
     weights = resolve_weights(run_dir, checkpoint)
-    config = OmegaConf.load(run_dir / RESOLVED_CONFIG)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir / TOKENIZER_DIR))
-    model = instantiate(config.model, vocab_size=len(tokenizer))
+    folder = RunFolder(run_dir)
+    config = read_saved_config(folder.resolved_config)
+    tokenizer = load_saved_tokenizer(folder.tokenizer_dir)
+    model = instantiate_trusted(config, "model", str(folder.resolved_config), vocab_size=len(tokenizer))
     _load_weights(model, weights)
     model = model.to(device=device, dtype=dtype).eval()
     return LoadedRun(model=model, tokenizer=tokenizer, config=config, run_dir=run_dir, weights=weights)
@@ -99,7 +105,7 @@ def load_run(
 
 def _load_weights(model: torch.nn.Module, weights: Path) -> None:
     """Weights-only files and full checkpoints; an FSDP run's checkpoint points at its DCP shards."""
-    from enhanced_tx.training import sharded_checkpoint
+    from enhanced_tx.checkpoint import sharded as sharded_checkpoint
 
     state = None
     if weights.suffix == ".pt":

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from enhanced_tx.checkpoint import CheckpointError, CheckpointManager, save_model_weights_only
+from enhanced_tx.data.errors import DataError
 from enhanced_tx.errors import EnhancedTxError
 
 
@@ -25,12 +26,10 @@ def convert(
     run_dir: str | Path, checkpoint: str = "best", output: str | Path | None = None, half_precision: bool = False
 ) -> Path:
     """Write the weights of `checkpoint` (of the run in `run_dir`) to a `.safetensors` file; returns its path."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-    from transformers import PreTrainedTokenizerFast
-
+    from enhanced_tx.data.tokenizers import load_saved_tokenizer
     from enhanced_tx.training.run import RESOLVED_CONFIG, TOKENIZER_DIR
-    from enhanced_tx.training.sharded_checkpoint import load_model
+    from enhanced_tx.checkpoint.sharded import load_model
+    from enhanced_tx.trusted_targets import instantiate_trusted, read_saved_config
 
     run_dir = Path(run_dir)
     if not (run_dir / RESOLVED_CONFIG).is_file():
@@ -38,9 +37,10 @@ def convert(
     source = CheckpointManager(run_dir / "checkpoints").resolve(checkpoint)
     if source is None:
         raise CheckpointError(f"no usable checkpoint in {run_dir / 'checkpoints'}")
-    config = OmegaConf.load(run_dir / RESOLVED_CONFIG)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir / TOKENIZER_DIR))
-    model = load_model(source, instantiate(config.model, vocab_size=len(tokenizer)))
+    config = read_saved_config(run_dir / RESOLVED_CONFIG)
+    tokenizer = load_saved_tokenizer(run_dir / TOKENIZER_DIR)
+    model = instantiate_trusted(config, "model", str(run_dir / RESOLVED_CONFIG), vocab_size=len(tokenizer))
+    model = load_model(source, model)
     target = Path(output) if output is not None else run_dir / f"{source.stem}.safetensors"
     save_model_weights_only(model, target, half_precision=half_precision)
     return target
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         written = convert(args.run_dir, args.checkpoint, args.output, args.half)
-    except (EnhancedTxError, FileNotFoundError) as error:
+    except (EnhancedTxError, DataError, FileNotFoundError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     print(f"wrote {written}")

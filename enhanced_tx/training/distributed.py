@@ -9,7 +9,7 @@ a no-op, so a single-process run does exactly what it did before strategies exis
 - `SingleProcess`: one process.
 - `DDPStrategy`: DistributedDataParallel; rank 0 writes ordinary checkpoints (every rank holds all weights).
 - `FSDPStrategy` (`enhanced_tx.training.fsdp`): FSDP2, sharded parameters and optimizer state; checkpoints
-  through torch.distributed.checkpoint (see `enhanced_tx.training.sharded_checkpoint`).
+  through torch.distributed.checkpoint (see `enhanced_tx.checkpoint.sharded`).
 - `auto_strategy`: DDP when torchrun started more than one process, else `SingleProcess`.
 
 Rank, world size and local rank come from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), so they
@@ -109,7 +109,7 @@ class SingleProcess:
 
     def load_weights(self, state: dict, path: os.PathLike | str, model: nn.Module, optimizer) -> None:
         """Model and optimizer tensors of a checkpoint, full (`.pt`) or sharded (DCP), at any world size."""
-        from enhanced_tx.training import sharded_checkpoint
+        from enhanced_tx.checkpoint import sharded as sharded_checkpoint
 
         if sharded_checkpoint.is_sharded(state):
             sharded_checkpoint.load(state, path, model, optimizer)

@@ -3,7 +3,7 @@
 Each Transformer block is sharded on its own (its weights are gathered just before it runs and freed
 after), then the model, which holds the tied embedding and the final norms. With a bf16/fp16 precision a
 `MixedPrecisionPolicy` computes in that dtype and reduces gradients in fp32; the sharded weights stay fp32.
-Checkpoints go through torch.distributed.checkpoint (`enhanced_tx.training.sharded_checkpoint`): every rank
+Checkpoints go through torch.distributed.checkpoint (`enhanced_tx.checkpoint.sharded`): every rank
 writes its shard, and they load at any world size or in one process.
 """
 
@@ -25,7 +25,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
 from enhanced_tx.errors import ConfigError
-from enhanced_tx.training import sharded_checkpoint
+from enhanced_tx.checkpoint import sharded as sharded_checkpoint
 from enhanced_tx.training.distributed import ProcessGroupStrategy
 
 

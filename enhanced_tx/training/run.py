@@ -12,6 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerFast
 
+from enhanced_tx.data.objectives import add_objective_tokens
+from enhanced_tx.data.tokenizers import load_saved_tokenizer
 from enhanced_tx.evaluation.decoding import detokenize
 from enhanced_tx.evaluation.during_training import validation_references
 from enhanced_tx.sweeps.job import run_identity
@@ -34,15 +36,16 @@ def prepare_tokenizer(
     saved into the run. Ranks other than 0 load what rank 0 saved (`strategy.main_first`)."""
     folder = run_dir / TOKENIZER_DIR
     if not is_main:
-        return PreTrainedTokenizerFast.from_pretrained(str(folder))
+        return load_saved_tokenizer(folder)
     source, why = _source_tokenizer(cfg, resume)
     if source is not None and source.resolve() == folder.resolve():  # a resume in its own folder
-        return PreTrainedTokenizerFast.from_pretrained(str(folder))
+        return load_saved_tokenizer(folder)
     if source is not None:
         print(f"{why}: using the tokenizer of {source.parent} (cfg.tokenizer is not used)")
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(source))
+        tokenizer = load_saved_tokenizer(source)
     else:
         tokenizer = instantiate(cfg.tokenizer).build(data.tokenizer_corpus())
+        add_objective_tokens(tokenizer, getattr(data, "objective", None))  # sentinels / <mask>, saved with it
     tokenizer.save_pretrained(str(folder))
     return tokenizer
 
@@ -213,7 +216,7 @@ def _summarise_error(logger, error: BaseException) -> None:
     """Put the one-line error into the run's summary (W&B and summary.json) before it is marked failed."""
     import contextlib
 
-    from enhanced_tx.cli import one_line
+    from enhanced_tx.errors import one_line
 
     with contextlib.suppress(Exception):  # never hide the error being reported
         logger.summary({"error": one_line(error)})

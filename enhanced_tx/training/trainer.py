@@ -585,7 +585,7 @@ def _check_weight_shapes(state: dict, path: Path, model: nn.Module) -> None:
     """A full checkpoint from another architecture is a one-line CheckpointError, not a size-mismatch
     traceback (sharded checkpoints are checked by torch.distributed.checkpoint)."""
     from enhanced_tx.checkpoint import check_shapes
-    from enhanced_tx.training import sharded_checkpoint
+    from enhanced_tx.checkpoint import sharded as sharded_checkpoint
 
     if sharded_checkpoint.is_sharded(state) or not isinstance(state.get("model"), dict):
         return

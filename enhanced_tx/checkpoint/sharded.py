@@ -33,7 +33,9 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
-from enhanced_tx.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
+from enhanced_tx.checkpoint.format import load_checkpoint
+from enhanced_tx.checkpoint.manager import CheckpointManager
+from enhanced_tx.errors import CheckpointError
 
 DCP_FOLDER = "dcp"
 _STEP_FOLDER = re.compile(r"^step_(\d+)$")

@@ -1,0 +1,111 @@
+"""A folder of checkpoints: `step_N.pt` (the newest `keep_last` kept), `last.pt` and `best.pt`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import warnings
+from pathlib import Path
+
+from enhanced_tx.checkpoint.atomic import atomic_copy
+from enhanced_tx.checkpoint.format import read_verified, save_checkpoint
+from enhanced_tx.errors import CheckpointError
+
+_STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+class CheckpointManager:
+    """``step_N.pt`` (newest ``keep_last`` kept), ``last.pt`` and ``best.pt`` in one folder."""
+
+    def __init__(self, directory: str | os.PathLike, keep_last: int | None = 3) -> None:
+        if keep_last is not None and keep_last < 1:
+            raise CheckpointError(f"keep_last must be >= 1 or null (keep all), got {keep_last}")
+        self.directory = Path(directory)
+        self.keep_last = keep_last
+
+    @property
+    def last(self) -> Path:
+        return self.directory / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.directory / "best.pt"
+
+    def step_path(self, step: int) -> Path:
+        return self.directory / f"step_{step}.pt"
+
+    def save(self, state: dict, step: int, is_best: bool = False) -> Path:
+        """Write ``step_{step}.pt``, then ``last.pt`` (and ``best.pt``); prune old step files."""
+        path = self.step_path(step)
+        save_checkpoint(state, path, step=step)
+        # copies of the verified-by-checksum step file, each swapped in atomically
+        atomic_copy(path, self.last)
+        if is_best:
+            atomic_copy(path, self.best)
+        self._prune()
+        return path
+
+    def step_files(self) -> list[tuple[int, Path]]:
+        """``(step, path)`` of the step files, newest first (by the step in the name)."""
+        if not self.directory.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := _STEP_FILE.match(p.name))]
+        return sorted(found, reverse=True)
+
+    def latest_good(self) -> Path | None:
+        """The newest checkpoint that loads and verifies (by stored step); corrupt ones are skipped."""
+        found = self.latest_good_with_state()
+        return found[0] if found else None
+
+    def latest_good_with_state(self) -> tuple[Path, dict] | None:
+        """`latest_good` and the state it verified, for a caller that would otherwise read the file again."""
+        best: tuple[int, Path, dict] | None = None
+        candidates = [(None, self.last)] if self.last.is_file() else []
+        for name_step, path in candidates + list(self.step_files()):
+            if best is not None and name_step is not None and name_step <= best[0]:
+                break  # step files are newest first: none further down can beat what we have
+            try:
+                step, state = read_verified(path)
+            except CheckpointError as e:
+                warnings.warn(f"skipping {path}: {e}", stacklevel=3)
+                continue
+            step = step if step is not None else (name_step if name_step is not None else -1)
+            if best is None or step > best[0]:
+                best = (step, path, state)
+        return (best[1], best[2]) if best else None
+
+    def resolve(self, spec: str | os.PathLike | None) -> Path | None:
+        """``"auto"``: newest good checkpoint or None (start fresh); ``"last"``/``"best"``/a path: that file.
+
+        A path may also be a folder (a run or its checkpoints/): its newest good checkpoint.
+        """
+        if spec is None or (isinstance(spec, str) and spec.lower() in ("none", "null", "never", "")):
+            return None
+        if spec == "auto":
+            return self.latest_good()
+        if spec in ("last", "best"):
+            path = self.last if spec == "last" else self.best
+            if not path.is_file():
+                raise CheckpointError(
+                    f"checkpoint {path} does not exist; use checkpoint=auto for the newest good one, "
+                    "or pass a file path"
+                )
+            return path
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+            found = CheckpointManager(folder).latest_good()
+            if found is None:
+                raise CheckpointError(f"no usable checkpoint in {folder}; pass a checkpoint file instead")
+            return found
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist; pass auto, last, best or an existing file")
+        return path
+
+    def _prune(self) -> None:
+        if self.keep_last is None:
+            return
+        for _, path in self.step_files()[self.keep_last :]:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
