@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from enhanced_tx.model import (
+    ALiBi,
+    AttentionSpec,
     EncoderDecoder,
     GeluMLP,
     LayerNorm,
@@ -18,6 +20,7 @@ from enhanced_tx.model import (
     RotaryEmbedding,
     SinusoidalPositions,
     SwiGLU,
+    T5RelativeBias,
 )
 
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -29,6 +32,8 @@ POSITIONAL_SCHEMES = {
     "sinusoidal": SinusoidalPositions,
     "learned": LearnedPositions,
     "none": NoPositions,
+    "t5_bias": T5RelativeBias,
+    "alibi": ALiBi,
 }
 
 
@@ -51,6 +56,19 @@ def make_model(
 @pytest.fixture(params=list(POSITIONAL_SCHEMES))
 def positional(request) -> str:
     return request.param
+
+
+# conf/attention/ options at the test models' 4 heads: n_kv_heads None = mha, 2 = gqa, 1 = mqa; each +-qk_norm
+ATTENTION_VARIANTS = {
+    f"{name}{'-qknorm' if qk_norm else ''}": AttentionSpec(n_kv_heads=kv, qk_norm=qk_norm)
+    for name, kv in (("mha", None), ("gqa", 2), ("mqa", 1))
+    for qk_norm in (False, True)
+}
+
+
+@pytest.fixture(params=list(ATTENTION_VARIANTS))
+def attention(request) -> AttentionSpec:
+    return ATTENTION_VARIANTS[request.param]
 
 
 @pytest.fixture(params=[(RMSNorm, GeluMLP), (LayerNorm, SwiGLU)], ids=["rmsnorm-gelu", "layernorm-swiglu"])

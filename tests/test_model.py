@@ -100,8 +100,8 @@ def test_rope_scores_depend_only_on_position_difference():
     assert not torch.allclose(score(3, 1), score(3, 2), atol=1e-3)  # it does depend on the difference
 
 
-def test_decoder_is_causal_for_every_positional_scheme(positional):
-    model = make_model(positional)
+def test_decoder_is_causal_for_every_positional_scheme(positional, attention):
+    model = make_model(positional, attention=attention)
     src = torch.randint(0, 97, (2, 9))
     tgt = torch.randint(0, 97, (2, 8))
     changed = tgt.clone()
@@ -112,8 +112,8 @@ def test_decoder_is_causal_for_every_positional_scheme(positional):
     assert not torch.allclose(a[:, 5:], b[:, 5:])
 
 
-def test_source_padding_does_not_change_logits(positional):
-    model = make_model(positional)
+def test_source_padding_does_not_change_logits(positional, attention):
+    model = make_model(positional, attention=attention)
     src = torch.randint(1, 97, (1, 6))
     tgt = torch.randint(1, 97, (1, 5))
     padded = torch.cat([src, torch.zeros(1, 4, dtype=torch.long)], dim=1)
@@ -124,8 +124,8 @@ def test_source_padding_does_not_change_logits(positional):
     torch.testing.assert_close(plain, with_padding, rtol=0, atol=1e-5)
 
 
-def test_mixed_length_batch_equals_each_source_alone(positional):
-    model = make_model(positional)
+def test_mixed_length_batch_equals_each_source_alone(positional, attention):
+    model = make_model(positional, attention=attention)
     lengths = [9, 4, 6]
     sources = [torch.randint(1, 97, (n,)) for n in lengths]
     tgt = torch.randint(1, 97, (3, 5))
@@ -140,9 +140,9 @@ def test_mixed_length_batch_equals_each_source_alone(positional):
     torch.testing.assert_close(batched, alone, rtol=0, atol=1e-5)
 
 
-def test_cached_decoding_matches_full_forward(positional, variant):
+def test_cached_decoding_matches_full_forward(positional, attention, variant):
     norm, feedforward = variant
-    model = make_model(positional, norm=norm, feedforward=feedforward)
+    model = make_model(positional, norm=norm, feedforward=feedforward, attention=attention)
     src = torch.randint(1, 97, (2, 7))
     mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
     tgt = torch.randint(1, 97, (2, 10))

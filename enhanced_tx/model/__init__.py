@@ -1,8 +1,10 @@
 """The enhanced encoder-decoder Transformer: plain PyTorch, importable without Hydra."""
 
+from enhanced_tx.model.attention import AttentionSpec
 from enhanced_tx.model.cache import DecoderCache
 from enhanced_tx.model.feedforward import GeluMLP, SwiGLU
 from enhanced_tx.model.norm import LayerNorm, RMSNorm
+from enhanced_tx.model.position_bias import ALiBi, T5RelativeBias
 from enhanced_tx.model.positional import (
     LearnedPositions,
     NoPositions,
@@ -13,6 +15,8 @@ from enhanced_tx.model.positional import (
 from enhanced_tx.model.transformer import EncoderDecoder
 
 __all__ = [
+    "ALiBi",
+    "AttentionSpec",
     "DecoderCache",
     "EncoderDecoder",
     "GeluMLP",
@@ -24,4 +28,5 @@ __all__ = [
     "RotaryEmbedding",
     "SinusoidalPositions",
     "SwiGLU",
+    "T5RelativeBias",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from enhanced_tx.model.attention import CrossAttention, SelfAttention
+from enhanced_tx.model.attention import AttentionSpec, CrossAttention, SelfAttention
 from enhanced_tx.model.positional import PositionalScheme
 
 NormFactory = Callable[[int], nn.Module]
@@ -23,10 +23,11 @@ class EncoderBlock(nn.Module):
         dropout: float,
         norm: NormFactory,
         feedforward: FeedForwardFactory,
+        attention: AttentionSpec | None = None,
     ) -> None:
         super().__init__()
         self.attn_norm = norm(d_model)
-        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.attn = SelfAttention(d_model, n_heads, dropout, attention)
         self.ffn_norm = norm(d_model)
         self.ffn = feedforward(d_model=d_model, hidden=hidden, dropout=dropout)
         self.dropout = nn.Dropout(dropout)
@@ -45,12 +46,13 @@ class DecoderBlock(nn.Module):
         dropout: float,
         norm: NormFactory,
         feedforward: FeedForwardFactory,
+        attention: AttentionSpec | None = None,
     ) -> None:
         super().__init__()
         self.self_attn_norm = norm(d_model)
-        self.self_attn = SelfAttention(d_model, n_heads, dropout)
+        self.self_attn = SelfAttention(d_model, n_heads, dropout, attention)
         self.cross_attn_norm = norm(d_model)
-        self.cross_attn = CrossAttention(d_model, n_heads, dropout)
+        self.cross_attn = CrossAttention(d_model, n_heads, dropout, attention)
         self.ffn_norm = norm(d_model)
         self.ffn = feedforward(d_model=d_model, hidden=hidden, dropout=dropout)
         self.dropout = nn.Dropout(dropout)

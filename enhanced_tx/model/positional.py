@@ -6,6 +6,9 @@ incremental decoding sees the same positions as a full forward pass:
 
 - `embed(x, offset)`: absolute schemes add their table to the token embeddings `x (B, T, D)`.
 - `rotate(q, k, offset)`: relative schemes transform self-attention queries and keys `(B, H, T, hd)`.
+- `attention_bias(q_len, k_len, offset, causal)`: bias schemes (`enhanced_tx.model.position_bias`: T5's
+  buckets, ALiBi) return a float `(H, T, S)` added to the self-attention scores; the others return None,
+  which keeps SDPA's flash kernels available.
 
 Adding a scheme is one subclass here (or anywhere importable) plus one YAML file in `conf/positional/`.
 """
@@ -26,6 +29,7 @@ class PositionalScheme(nn.Module):
     def __init__(self, d_model: int, n_heads: int, max_seq_len: int) -> None:
         super().__init__()
         self.d_model = d_model
+        self.n_heads = n_heads
         self.head_dim = d_model // n_heads
         self.max_seq_len = max_seq_len
 
@@ -34,6 +38,10 @@ class PositionalScheme(nn.Module):
 
     def rotate(self, q: torch.Tensor, k: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         return q, k
+
+    def attention_bias(self, q_len: int, k_len: int, offset: int = 0, causal: bool = False) -> torch.Tensor | None:
+        """Bias (H, T, S) on the scores of queries at positions offset .. offset+T-1 over keys 0 .. S-1."""
+        return None
 
 
 class NoPositions(PositionalScheme):

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from enhanced_tx.errors import ConfigError
+from enhanced_tx.model.attention import AttentionSpec
 from enhanced_tx.model.blocks import DecoderBlock, EncoderBlock, FeedForwardFactory, NormFactory
 from enhanced_tx.model.cache import DecoderCache
 from enhanced_tx.model.linear import LINEAR_BACKENDS, Linear, linear
@@ -39,6 +40,7 @@ class EncoderDecoder(nn.Module):
         max_seq_len: int = 1024,
         dropout: float = 0.0,
         linear_backend: str = "auto",
+        attention: AttentionSpec | None = None,
     ) -> None:
         super().__init__()
         _check_config(vocab_size, d_model, n_heads, n_encoder_layers, n_decoder_layers, max_seq_len, dropout)
@@ -53,7 +55,7 @@ class EncoderDecoder(nn.Module):
         self.encoder_positional = positional(d_model=d_model, n_heads=n_heads, max_seq_len=max_seq_len)
         self.decoder_positional = positional(d_model=d_model, n_heads=n_heads, max_seq_len=max_seq_len)
         self.dropout = nn.Dropout(dropout)
-        block_args = (d_model, n_heads, hidden, dropout, norm, feedforward)
+        block_args = (d_model, n_heads, hidden, dropout, norm, feedforward, attention)  # attention None = mha
         self.encoder_layers = nn.ModuleList(EncoderBlock(*block_args) for _ in range(n_encoder_layers))
         self.decoder_layers = nn.ModuleList(DecoderBlock(*block_args) for _ in range(n_decoder_layers))
         self.encoder_norm = norm(d_model)
@@ -155,14 +157,14 @@ class EncoderDecoder(nn.Module):
         b = memory.shape[0]
         hd = self.d_model // self.n_heads
         n = len(self.decoder_layers)
-        shape = (n, b, self.n_heads, max_len, hd)
+        shape = (n, b, self.decoder_layers[0].self_attn.n_kv_heads, max_len, hd)  # KV heads only (gqa, mqa)
         self_k = memory.new_empty(shape)
         self_v = memory.new_empty(shape)
         cross = [block.cross_attn.project_memory(memory) for block in self.decoder_layers]
         return DecoderCache(
             self_k=self_k,
             self_v=self_v,
-            cross_k=torch.stack([k for k, _ in cross]),  # (L, B, H, S, hd)
+            cross_k=torch.stack([k for k, _ in cross]),  # (L, B, KV, S, hd)
             cross_v=torch.stack([v for _, v in cross]),
             cross_mask=_key_mask(src_mask),
         )
