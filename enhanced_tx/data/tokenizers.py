@@ -8,6 +8,7 @@ datasets and the collator add them where the objective needs them.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -124,3 +125,29 @@ def add_missing_specials(tokenizer: PreTrainedTokenizerFast) -> None:
     missing = {key: token for key, token in SPECIAL_TOKENS_MAP.items() if getattr(tokenizer, key) is None}
     if missing:
         tokenizer.add_special_tokens(missing)
+
+
+def load_saved_tokenizer(folder: str | os.PathLike) -> PreTrainedTokenizerFast:
+    """The tokenizer a run saved in `folder` (save_pretrained): local files only, never the Hugging Face Hub
+    (a missing folder must not become a download of a repo of that name); a missing folder or an unreadable
+    file is a one-line DataError naming it. Only data is read: no tokenizer class or code it names is used."""
+    folder = Path(folder)
+    if not (folder / "tokenizer.json").is_file():
+        raise DataError(
+            f"{folder} holds no saved tokenizer (no tokenizer.json): the run folder is incomplete; copy the run's "
+            "tokenizer/ folder back or use another run"
+        )
+    for file in sorted(folder.glob("*.json")):
+        try:
+            json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise DataError(
+                f"{file} is unreadable or truncated ({type(error).__name__}: {' '.join(str(error).split())}); "
+                "copy the run's tokenizer/ folder again or use another run"
+            ) from None
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(str(folder), local_files_only=True)
+    except Exception as error:  # the library's many kinds of "cannot load" (OSError, ValueError, Exception)
+        raise DataError(
+            f"{folder}: cannot load the saved tokenizer ({type(error).__name__}: {' '.join(str(error).split())[:200]})"
+        ) from None

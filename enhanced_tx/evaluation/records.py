@@ -12,6 +12,7 @@ from typing import Any
 
 from enhanced_tx.checkpoint import CheckpointError, load_checkpoint
 from enhanced_tx.tracking.jsonl import read_jsonl, to_jsonable
+from enhanced_tx.trusted_targets import check_run_id
 
 EVAL_DIR = "eval"
 
@@ -49,7 +50,7 @@ def checkpoint_info(run_dir: Path, weights: Path) -> dict[str, Any]:
         except CheckpointError:  # a weights-only .pt state dict: no training state inside
             continue
         step = (state.get("train_state") or {}).get("step", state.get("step"))
-        return {"step": step, "logger_run_id": state.get("logger_run_id")}
+        return {"step": step, "logger_run_id": check_run_id(state.get("logger_run_id"), str(path))}
     return {}
 
 

@@ -6,8 +6,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from enhanced_tx.runfolder import RunFolder
+from enhanced_tx.trusted_targets import instantiate_trusted
 
 
 def run_choices(run_dir: Path) -> dict[str, str]:
@@ -37,7 +39,7 @@ def log_to_run(
     stay as training left them. The run is closed with exit code 0 whatever happens here: an evaluation
     must never mark a training run failed.
     """
-    logger = instantiate(run_config.logger)
+    logger = instantiate_trusted(run_config, "logger", str(RunFolder(run_dir).resolved_config))  # a saved config
     choices = run_choices(run_dir)
     logger.start(
         run_dir=run_dir / "eval",

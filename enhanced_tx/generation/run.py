@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from collections.abc import Sequence
@@ -20,8 +19,9 @@ from enhanced_tx.data.encoding import encode_texts
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.generation.decode import generate
 from enhanced_tx.generation.loading import load_run, resolve_run_dir
+from enhanced_tx.generation.results import ResultsFile, check_max_new_tokens, output_path, positive_setting
 from enhanced_tx.generation.samplers import Sampler
-from enhanced_tx.training.setup import resolve_device
+from enhanced_tx.runtime.device import resolve_device
 
 
 def encode_prompts(
@@ -152,13 +152,13 @@ def generate_text(cfg: DictConfig) -> list[str]:
     One prompt streams to the terminal; `prompts_file` generates in batches and writes JSONL; each prompt
     gets `num_return_sequences` continuations (different draws of the sampler).
     """
+    copies, batch_size, max_new_tokens = (
+        positive_setting(cfg, key) for key in ("num_return_sequences", "batch_size", "max_new_tokens")
+    )
     device = resolve_device(cfg.device)
     precision = instantiate(cfg.precision)
     precision.check_device(device)
     sampler = build_sampler(cfg)
-    copies = int(cfg.get("num_return_sequences") or 1)
-    if copies < 1:
-        raise ConfigError(f"num_return_sequences={copies} must be >= 1")
     if copies > 1 and not sampler.draws_randomly:
         raise ConfigError(
             f"num_return_sequences={copies} with a deterministic sampler ({cfg.sampler._target_.rsplit('.', 1)[-1]}"
@@ -167,14 +167,18 @@ def generate_text(cfg: DictConfig) -> list[str]:
         )
     prompts_file = cfg.get("prompts_file")
     prompts = read_prompts_file(prompts_file) if prompts_file else prompt_list(cfg.prompt, _typed_override("prompt"))
-    run = load_run(resolve_run_dir(cfg.run, cfg.runs_root), cfg.checkpoint, device=device, dtype=precision.dtype)
+    run_dir = resolve_run_dir(cfg.run, cfg.runs_root)
+    results = ResultsFile(output_path(cfg, run_dir, Path(prompts_file))) if prompts_file else None
+    run = load_run(run_dir, cfg.checkpoint, device=device, dtype=precision.dtype)
+    check_max_new_tokens(max_new_tokens, run.model.max_seq_len, run.run_dir)
     tokenizer, eos_id = run.tokenizer, run.tokenizer.eos_token_id
     print(f"run: {run.run_dir}  weights: {run.weights.name}  {run.model.summary()}", file=sys.stderr)
 
     generator = torch.Generator(device).manual_seed(cfg.seed)
     stream_one = cfg.stream and len(prompts) == 1 and copies == 1 and not prompts_file
-    batch_size = max(1, int(cfg.get("batch_size") or 16))
     texts: list[str] = []
+    if results is not None:
+        results.open()
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         src, src_mask = encode_prompts(tokenizer, chunk, run.model.max_seq_len)
@@ -186,7 +190,7 @@ def generate_text(cfg: DictConfig) -> list[str]:
             run.model,
             src.to(device),
             src_mask.to(device),
-            max_new_tokens=cfg.max_new_tokens,
+            max_new_tokens=max_new_tokens,
             sampler=sampler,
             bos_id=tokenizer.bos_token_id,
             eos_id=eos_id,
@@ -194,24 +198,16 @@ def generate_text(cfg: DictConfig) -> list[str]:
             generator=generator,
             on_token=stream,
         )
-        texts += decode_rows(tokenizer, tokens, eos_id)
+        done = decode_rows(tokenizer, tokens, eos_id)
+        if results is not None:  # written as produced: a killed generation keeps the batches it finished
+            results.write(start, chunk, done, copies)
+        texts += done
         if stream is not None:
             stream.finish()
-    if prompts_file:
-        _write_jsonl(cfg, run.run_dir, Path(prompts_file), prompts, texts, copies)
+    if results is not None:
+        results.close()
+        print(f"wrote {len(texts)} generations to {results.path}", file=sys.stderr)
     elif not stream_one:
         for i, text in enumerate(texts):
             print(f"{prompts[i // copies]}{text}\n")
     return texts
-
-
-def _write_jsonl(cfg: DictConfig, run_dir: Path, prompts_file: Path, prompts, texts, copies: int) -> Path:
-    """Results of a prompts file: `output_file`, or RUN/generations/<prompts file stem>.jsonl."""
-    out = Path(cfg.get("output_file") or run_dir / "generations" / f"{prompts_file.stem}.jsonl")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as f:
-        for i, text in enumerate(texts):
-            row = {"index": i // copies, "sequence": i % copies, "prompt": prompts[i // copies], "text": text}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {len(texts)} generations to {out}", file=sys.stderr)
-    return out
