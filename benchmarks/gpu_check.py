@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from enhanced_tx.bench.batch import make_batch  # noqa: E402
 from enhanced_tx.bench.machine import describe, one_line  # noqa: E402
 from enhanced_tx.bench.memory import measure_memory  # noqa: E402
-from enhanced_tx.bench.peak import measure_peaks  # noqa: E402
+from enhanced_tx.runtime.peak import measure_peaks  # noqa: E402
 from enhanced_tx.bench.peers import BART, OURS, build_bart, build_ours  # noqa: E402
 from enhanced_tx.bench.shapes import Shape  # noqa: E402
 from enhanced_tx.bench.table import Table, fmt  # noqa: E402

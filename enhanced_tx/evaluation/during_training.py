@@ -12,9 +12,7 @@ from torch.utils.data import Dataset
 from enhanced_tx.evaluation.decoding import decode_sources
 from enhanced_tx.evaluation.metrics import corpus_scores
 from enhanced_tx.generation import GreedySampler
-
-# what trainer.monitor may name, and whether higher is better
-MONITORS = {"val/loss": False, "val/bleu": True, "val/chrf": True}
+from enhanced_tx.training.callbacks import Callback, LoopContext
 
 
 def default_max_new_tokens(model_max_len: int, max_tgt_len: int | None) -> int:
@@ -62,3 +60,44 @@ def validation_references(data: object) -> list[str]:
     if not isinstance(data, PairsData):
         return []
     return [target for _, target in data.split()[1]]
+
+
+class GenerationMetrics(Callback):
+    """`trainer.eval_generate=N`: val/bleu and val/chrf at each evaluation, on every rank (the monitor and
+    early stopping must decide alike everywhere)."""
+
+    name = "generation_metrics"
+
+    def __init__(
+        self,
+        val_set: Dataset,
+        references: Sequence[str],
+        count: int,
+        *,
+        special_ids: Mapping[str, int],
+        decode_tokens: Callable[[list[int]], str],
+        batch_size: int,
+        max_new_tokens: int,
+    ) -> None:
+        self.val_set, self.references, self.count = val_set, references, count
+        self.special_ids, self.decode_tokens = special_ids, decode_tokens
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+
+    def on_fit_start(self, trainer, ctx: LoopContext) -> None:
+        ctx.extra.setdefault("shown", set()).update({"val/bleu", "val/chrf"})
+
+    def on_evaluate(self, ctx: LoopContext, metrics: dict[str, float]) -> None:
+        metrics.update(
+            generation_metrics(
+                ctx.model,
+                self.val_set,
+                self.references,
+                self.count,
+                special_ids=self.special_ids,
+                decode_tokens=self.decode_tokens,
+                batch_size=self.batch_size,
+                max_new_tokens=self.max_new_tokens,
+                device=ctx.device,
+                autocast=lambda: ctx.precision.autocast(ctx.device),
+            )
+        )

@@ -58,3 +58,35 @@ class Budget:
 
     def as_dict(self) -> dict:
         return {"max_steps": self.max_steps, "tokens": self.tokens, "flops": self.flops, "minutes": self.minutes}
+
+
+def resumed_budget(
+    configured: Budget, stored: dict | None, stored_limits: dict | None, limits: dict
+) -> tuple[Budget, str | None]:
+    """The budget a resumed run trains to, and a warning when it differs from the stored one.
+
+    The schedule is laid out over the total the run started with (stored in the checkpoint), so a resumed
+    run ends as the straight one. Other limits now (a longer run) win, with a warning: the LR schedule then
+    spans the new total."""
+    if not stored:
+        return configured, None
+    saved = Budget(**stored)
+    # the limits as configured: an epoch count gives another number of steps at another world size
+    changed = stored_limits != limits if stored_limits is not None else saved != configured
+    if not changed or saved == configured:
+        return saved, None
+    was, now = saved.as_dict(), configured.as_dict()
+    steps = "trainer.max_steps" if limits.get("epochs") is None else "steps (trainer.epochs, trainer.max_steps)"
+    totals = "; ".join(
+        f"{steps if k == 'max_steps' else 'trainer.budget.' + k}: {_total(was[k])} -> {_total(now[k])}"
+        for k in was
+        if was[k] != now[k]
+    )
+    return configured, (
+        f"warning: resuming with other training limits than the checkpoint's ({totals}); training to the new "
+        "total, and the LR schedule now spans it: the run is no longer identical to a straight run"
+    )
+
+
+def _total(value) -> str:
+    return "unset" if value is None else f"{value:g}" if isinstance(value, float) else str(value)

@@ -26,9 +26,9 @@ def convert(
     run_dir: str | Path, checkpoint: str = "best", output: str | Path | None = None, half_precision: bool = False
 ) -> Path:
     """Write the weights of `checkpoint` (of the run in `run_dir`) to a `.safetensors` file; returns its path."""
+    from enhanced_tx.checkpoint.sharded import load_model
     from enhanced_tx.data.tokenizers import load_saved_tokenizer
     from enhanced_tx.training.run import RESOLVED_CONFIG, TOKENIZER_DIR
-    from enhanced_tx.checkpoint.sharded import load_model
     from enhanced_tx.trusted_targets import instantiate_trusted, read_saved_config
 
     run_dir = Path(run_dir)

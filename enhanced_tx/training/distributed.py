@@ -237,17 +237,6 @@ def auto_strategy(**ddp_options: Any) -> SingleProcess:
     return DDPStrategy(**ddp_options) if launched_world_size() > 1 else SingleProcess()
 
 
-class SilentLogger:
-    """What ranks other than 0 log to: nothing (only rank 0 writes metrics, W&B and summaries)."""
-
-    run_id = None
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return lambda *args, **kwargs: None
-
-
 def rescale_position(
     batches_done: int, saved_world_size: int, saved_batch_size: int, world_size: int, batch_size: int
 ) -> int:

@@ -24,8 +24,8 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
-from enhanced_tx.errors import ConfigError
 from enhanced_tx.checkpoint import sharded as sharded_checkpoint
+from enhanced_tx.errors import ConfigError
 from enhanced_tx.training.distributed import ProcessGroupStrategy
 
 

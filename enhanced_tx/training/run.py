@@ -14,15 +14,19 @@ from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.objectives import add_objective_tokens
 from enhanced_tx.data.tokenizers import load_saved_tokenizer
+from enhanced_tx.errors import EnhancedTxError
 from enhanced_tx.evaluation.decoding import detokenize
 from enhanced_tx.evaluation.during_training import validation_references
+from enhanced_tx.runfolder import RunFolder
+from enhanced_tx.runtime.device import resolve_device, seed_everything
 from enhanced_tx.sweeps.job import run_identity
+from enhanced_tx.tracking.protocol import SilentLogger
 from enhanced_tx.tracking.run_info import write_run_info
-from enhanced_tx.training.distributed import SilentLogger
+from enhanced_tx.training.callbacks import Callback
+from enhanced_tx.training.parts import TrainingParts
 from enhanced_tx.training.preflight import check_lengths, check_training_config
 from enhanced_tx.training.resume import ResumePoint, check_fresh_folder, check_same_run, find_resume_point
-from enhanced_tx.training.setup import resolve_device, seed_everything
-from enhanced_tx.training.trainer import TrainingParts
+from enhanced_tx.training.trainer import Trainer
 
 RESOLVED_CONFIG = "config.resolved.yaml"
 TOKENIZER_DIR = "tokenizer"
@@ -90,8 +94,16 @@ def train(cfg: DictConfig) -> float:
     # conf/trainer/strategy/: rank and world size come from torchrun's environment; only rank 0 writes the
     # run folder, logs and talks to W&B; the others share its folder (docs/distributed.md)
     strategy = instantiate(cfg.trainer.strategy)
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(cfg.paths.output_dir)
+    if strategy.is_main:  # one writer per run folder (released by the kernel if this process dies)
+        folder.lock_for_writing()
+    try:
+        return _train_into(cfg, strategy, folder.root)
+    finally:
+        folder.unlock()
+
+
+def _train_into(cfg: DictConfig, strategy, run_dir: Path) -> float:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resume = open_run(cfg, run_dir, resolved, strategy.is_main)
     if strategy.is_main:
@@ -144,18 +156,9 @@ def train(cfg: DictConfig) -> float:
             device=device,
             seed=cfg.seed,
             config=resolved,
-            sample_prompts=[
-                torch.tensor(tokenizer.encode(p, add_special_tokens=False)) for p in cfg.get("sample_prompts") or []
-            ],
-            decode_tokens=lambda ids: detokenize(tokenizer, ids),
-            special_ids={
-                "bos_id": tokenizer.bos_token_id,
-                "eos_id": tokenizer.eos_token_id,
-                "pad_id": tokenizer.pad_token_id,
-            },
-            val_references=validation_references(data),
             max_tokens_per_batch=getattr(data, "max_tokens_per_batch", None),
             resume_from=resume,
+            callbacks=training_callbacks(cfg, trainer, tokenizer, data, val_set, model),
         )
         best = trainer.fit(parts)
         logger.summary({trainer.best_key: best})
@@ -169,9 +172,40 @@ def train(cfg: DictConfig) -> float:
     if not strategy.is_main:
         return best
     print(f"run dir: {run_dir}")
-    print(f"best {trainer.monitor}: {best:.4f}" if math.isfinite(best) else f"no {trainer.monitor} recorded")
+    monitor = trainer.monitor.name
+    print(f"best {monitor}: {best:.4f}" if math.isfinite(best) else f"no {monitor} recorded")
     print(f"generate: {generate_command(run_dir)}")
     return best
+
+
+def training_callbacks(cfg: DictConfig, trainer: Trainer, tokenizer, data, val_set, model) -> list[Callback]:
+    """conf/callbacks/ (callbacks=[ema,early_stopping]), then the in-training samples (sample_prompts) and
+    BLEU/chrF (trainer.eval_generate) that generation and evaluation provide."""
+    from enhanced_tx.evaluation.during_training import GenerationMetrics, default_max_new_tokens
+    from enhanced_tx.generation.samples import SampleContinuations
+
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    decode = lambda ids: detokenize(tokenizer, ids)  # noqa: E731
+    prompts = [torch.tensor(tokenizer.encode(p, add_special_tokens=False)) for p in cfg.get("sample_prompts") or []]
+    if prompts:
+        callbacks.append(SampleContinuations(prompts, decode, bos_id=tokenizer.bos_token_id,
+                                             eos_id=tokenizer.eos_token_id,
+                                             max_new_tokens=trainer.sample_max_new_tokens))  # fmt: skip
+    if trainer.eval_generate:
+        references = validation_references(data)
+        if not references:
+            raise EnhancedTxError(
+                f"trainer.eval_generate={trainer.eval_generate} needs reference translations: use data=pairs, "
+                "or set trainer.eval_generate=0"
+            )
+        max_new = trainer.eval_generate_max_new_tokens or default_max_new_tokens(
+            model.max_seq_len, cfg.data.get("max_tgt_len")
+        )
+        ids = {"bos_id": tokenizer.bos_token_id, "eos_id": tokenizer.eos_token_id, "pad_id": tokenizer.pad_token_id}
+        callbacks.append(GenerationMetrics(val_set, references, trainer.eval_generate, special_ids=ids,
+                                           decode_tokens=decode, batch_size=trainer.batch_size,
+                                           max_new_tokens=max_new))  # fmt: skip
+    return callbacks
 
 
 def generate_command(run_dir: Path) -> str:

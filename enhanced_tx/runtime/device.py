@@ -1,4 +1,4 @@
-"""Run-level setup shared by training and generation: device choice and seeding."""
+"""Device choice and seeding, shared by training, generation and evaluation."""
 
 from __future__ import annotations
 

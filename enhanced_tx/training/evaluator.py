@@ -1,0 +1,61 @@
+"""`Evaluator`: the validation loss of a model, the same loss function as training (plain cross-entropy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from enhanced_tx.data.sampling import EpochBatchSampler
+from enhanced_tx.training.batches import Collator, dataset_lengths
+from enhanced_tx.training.loss import token_loss_sum
+from enhanced_tx.training.precision import Precision
+from enhanced_tx.training.strategy import Strategy
+
+
+class Evaluator:
+    """Mean cross-entropy per target token over up to `max_batches` validation batches (fixed order)."""
+
+    def __init__(
+        self,
+        val_set: Any,
+        collator: Collator,
+        *,
+        batch_size: int,
+        max_batches: int,
+        precision: Precision,
+        device: torch.device,
+        strategy: Strategy,
+        max_tokens: int | None = None,  # the training token budget bounds validation batches too
+    ) -> None:
+        self.val_set, self.collator = val_set, collator
+        self.batch_size, self.max_batches, self.max_tokens = batch_size, max_batches, max_tokens
+        self.precision, self.device, self.strategy = precision, device, strategy
+
+    @torch.no_grad()
+    def validation_loss(self, model: nn.Module) -> float:
+        model.eval()
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
+        count = torch.zeros((), device=self.device, dtype=torch.float64)
+        for i, indices in enumerate(self._sampler()):
+            if i >= self.max_batches:
+                break
+            batch = self.collator([self.val_set[j] for j in indices]).to(self.device)
+            with self.precision.autocast(self.device):
+                logits = model(batch.src, batch.tgt_in, batch.src_mask)
+            total += token_loss_sum(logits, batch.labels)
+            count += batch.num_tgt_tokens
+        total, count = self.strategy.all_reduce(torch.stack([total, count])).tolist()
+        return total / max(count, 1.0)
+
+    def _sampler(self) -> EpochBatchSampler:
+        return EpochBatchSampler(
+            len(self.val_set) if self.max_tokens is None else dataset_lengths(self.val_set),
+            self.batch_size,
+            shuffle=False,
+            bucket_size_multiplier=0,  # in order: the first batches are not the shortest items
+            max_tokens=self.max_tokens,
+            rank=self.strategy.rank,
+            world_size=self.strategy.world_size,
+        )
