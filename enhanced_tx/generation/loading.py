@@ -7,6 +7,7 @@ the model is rebuilt from this, not from `.hydra/config.yaml`), `tokenizer/` (sa
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from enhanced_tx.errors import ConfigError
 from enhanced_tx.model import EncoderDecoder
 from enhanced_tx.model.architecture import architecture_from_config
 from enhanced_tx.runfolder import RunFolder
+from enhanced_tx.runs import best_run
 from enhanced_tx.training.run import RESOLVED_CONFIG
 from enhanced_tx.trusted_targets import instantiate_trusted, read_saved_config
 
@@ -61,9 +63,15 @@ def find_latest_run(roots: Sequence[str | Path]) -> Path:
     return newest[1]
 
 
-def resolve_run_dir(run: str | Path, roots: Sequence[str | Path]) -> Path:
-    """`latest` (see `find_latest_run`) or a run folder."""
-    run_dir = find_latest_run(roots) if str(run) == "latest" else Path(run).expanduser()
+def resolve_run_dir(run: str | Path, roots: Sequence[str | Path], sweep: str | Path | None = None) -> Path:
+    """`latest` (see `find_latest_run`), `best` (the best job of `sweep`, default the newest sweep under
+    `roots`; says which on stderr) or a run folder."""
+    if str(run) == "best":
+        pick = best_run(roots, sweep)
+        print(pick.describe(), file=sys.stderr)
+        run_dir = pick.job.job_dir
+    else:
+        run_dir = find_latest_run(roots) if str(run) == "latest" else Path(run).expanduser()
     if not (run_dir / RESOLVED_CONFIG).is_file():
         raise ConfigError(
             f"run={run_dir} is not a training run folder (no {RESOLVED_CONFIG}); pass run=latest or the "

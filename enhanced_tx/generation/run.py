@@ -167,7 +167,7 @@ def generate_text(cfg: DictConfig) -> list[str]:
         )
     prompts_file = cfg.get("prompts_file")
     prompts = read_prompts_file(prompts_file) if prompts_file else prompt_list(cfg.prompt, _typed_override("prompt"))
-    run_dir = resolve_run_dir(cfg.run, cfg.runs_root)
+    run_dir = resolve_run_dir(cfg.run, cfg.runs_root, cfg.get("sweep"))
     results = ResultsFile(output_path(cfg, run_dir, Path(prompts_file))) if prompts_file else None
     run = load_run(run_dir, cfg.checkpoint, device=device, dtype=precision.dtype)
     check_max_new_tokens(max_new_tokens, run.model.max_seq_len, run.run_dir)

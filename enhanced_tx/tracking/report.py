@@ -11,16 +11,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from enhanced_tx.errors import ConfigError, EnhancedTxError
+from enhanced_tx.errors import EnhancedTxError
 
-from .report_arms import VALUE_COLUMNS
 from .report_html import write_html
 from .report_markdown import render_markdown
+from .report_options import ReportOptions, add_report_options, options_for, options_from_args
 from .report_plots import MIN_READABLE_POINTS, sparse_curves
-from .report_science import ReportOptions, Science, analyse
+from .report_science import Science, analyse
 from .report_science_csv import write_stats_csv
 from .report_science_md import science_sections
 from .report_table import Group, Row, build_rows, has_replicates, seed_groups, write_csv, write_groups_csv
@@ -82,18 +82,6 @@ def write_report(sweep: Sweep, out: Path, options: ReportOptions, plots: bool = 
     return Report(sweep, rows, groups, files, science, options)
 
 
-def options_for(sweep: Sweep, **given: object) -> ReportOptions:
-    """The report options: those given (not None) over the jobs' ``report:`` config block (set by presets)."""
-    block = next((job.config.get("report") for job in sweep.jobs if isinstance(job.config.get("report"), dict)), {})
-    known = {f.name for f in fields(ReportOptions)}
-    merged = {k: v for k, v in block.items() if k in known and v is not None}
-    merged.update({k: v for k, v in given.items() if v is not None})
-    if isinstance(merged.get("scale"), str):
-        merged["scale"] = tuple(k for k in merged["scale"].split(",") if k)
-    merged["scale"] = tuple(merged.get("scale") or ())
-    return ReportOptions(**merged)
-
-
 def _sparse_notes(rows: list[Row], metric: str) -> list[str]:
     sparse = sparse_curves(rows, metric)
     if not sparse:
@@ -147,39 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.wandb != "off" and uses_wandb(sweep):
             from .report_wandb import log_report
 
-            print(f"W&B report run: {log_report(report, mode=args.wandb)}")
+            folder = log_report(report, mode=args.wandb)
+            sync = f" (sync it: wandb sync {folder})" if args.wandb == "offline" else ""
+            print(f"W&B report run (job_type=report): {folder}{sync}")
     except (FileNotFoundError, EnhancedTxError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
-
-
-def add_report_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metric", default=None, help="metric to rank by (default: val/loss)")
-    parser.add_argument("--mode", choices=("min", "max"), default=None, help="min: lower is better (default)")
-    parser.add_argument("--value", choices=VALUE_COLUMNS, help="each job's final (default) or best value")
-    parser.add_argument("--baseline", help="KEY=VALUE[,KEY=VALUE]: the arm compared with (default: the first)")
-    parser.add_argument("--tune", help="a swept key (optimizer.lr): each arm at its best value of it")
-    parser.add_argument("--scale", help="swept size/budget keys, comma-separated: fit L = E + A*C^-alpha per arm")
-    parser.add_argument("--no-plots", action="store_true", help="tables only")
-    parser.add_argument(
-        "--wandb",
-        choices=("offline", "online", "off"),
-        default="offline",
-        help="log the report as a W&B run (job_type=report) when the jobs used W&B (default: offline)",
-    )
-
-
-def options_from_args(sweep: Sweep, args: argparse.Namespace) -> ReportOptions:
-    given = {k: getattr(args, k) for k in ("metric", "mode", "value", "baseline", "tune", "scale")}
-    for setting in getattr(args, "settings", []):
-        key, sep, value = setting.partition("=")
-        name = key.removeprefix("report.")
-        if not sep or not key.startswith("report.") or name not in given:
-            known = ", ".join(f"report.{k}" for k in given)
-            raise ConfigError(f"{setting!r} is not a report setting; use one of {known} (KEY=VALUE)")
-        given[name] = value
-    return options_for(sweep, **given)
 
 
 def print_summary(report: Report) -> None:

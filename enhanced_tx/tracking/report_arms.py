@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 
+from .report_options import VALUE_COLUMNS
 from .report_stats import ArmStats
 from .report_table import SEED_KEY, Row, short_value
-
-VALUE_COLUMNS = ("final", "best")  # which number of a job an arm compares: its last or its best evaluation
 
 
 def usable(row: Row, value: str) -> bool:

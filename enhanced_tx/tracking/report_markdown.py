@@ -31,7 +31,8 @@ def render_markdown(
         f"- metric: best `{metric}` ({'lower' if mode == 'min' else 'higher'} is better)",
     ]
     if ok and rows[0].numbers["best"] is not None:
-        lines.append(f"- best job: {rows[0].job.name} `{rows[0].label}`: {_fmt('best', rows[0].numbers['best'])}")
+        best = format_number("best", rows[0].numbers["best"])
+        lines.append(f"- best job: {rows[0].job.name} `{rows[0].label}`: {best}")
     lines += ["", "## Jobs", "", *_jobs_table(rows)]
     if has_replicates(groups):
         lines += ["", "## Seed replicates", "", "Jobs that differ only by `seed`: mean ± std over the seeds.", ""]
@@ -54,7 +55,7 @@ def _jobs_table(rows: Sequence[Row]) -> list[str]:
     headings = ["job", "status", "config", *(h for _, h in NUMBER_COLUMNS)]
     lines = [_cells(headings), _cells(["---"] * len(headings))]
     for row in rows:
-        numbers = [_fmt(column, row.numbers[column]) for column, _ in NUMBER_COLUMNS]
+        numbers = [format_number(column, row.numbers[column]) for column, _ in NUMBER_COLUMNS]
         lines.append(_cells([row.job.name, row.status, f"`{row.label}`", *numbers]))
     return lines
 
@@ -85,10 +86,12 @@ def _cells(cells: Sequence[str]) -> str:
 def _pm(column: str, mean: float | None, std: float | None) -> str:
     if mean is None:
         return "-"
-    return f"{_fmt(column, mean)} ± {_fmt(column, std)}" if std is not None else _fmt(column, mean)
+    if std is None:
+        return format_number(column, mean)
+    return f"{format_number(column, mean)} ± {format_number(column, std)}"
 
 
-def _fmt(column: str, value: float | None) -> str:
+def format_number(column: str, value: float | None) -> str:
     """Human-readable numbers: losses with 4 decimals, counts with k/M/G, MFU in percent."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from .report_arms import belongs, usable
+from .report_options import ReportOptions
 from .report_plots import figure
 from .report_scaling import PREDICT_AT, ScalingResult
-from .report_science import ReportOptions, Science
+from .report_science import Science
 from .report_stats import CONFIDENCE
 from .report_table import Row
 

@@ -8,22 +8,11 @@ from dataclasses import dataclass, field
 from enhanced_tx.errors import ConfigError
 
 from .report_arms import arm_label, arm_swept, group_arms, usable
+from .report_options import ReportOptions
 from .report_scaling import ScalingResult, fit_arms
 from .report_stats import ArmStats, Comparison, compare, pick_baseline
 from .report_table import Row
 from .report_tune import TunedArm, tune_arms
-
-
-@dataclass(frozen=True)
-class ReportOptions:
-    """What the report compares; from the command line or a job config's ``report:`` block."""
-
-    metric: str = "val/loss"
-    mode: str = "min"
-    value: str = "final"  # final: each job's last evaluation; best: its best one
-    baseline: str | None = None  # KEY=VALUE[,KEY=VALUE]: the arm the others are compared with; None: the first
-    tune: str | None = None  # a swept key (optimizer.lr): each arm is read at its best value of it
-    scale: tuple[str, ...] = ()  # swept keys that set the size or budget: fit L(C) per arm over them
 
 
 @dataclass

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from .report_options import ReportOptions
 from .report_scaling import PREDICT_AT, ScalingResult, crossing
-from .report_science import ReportOptions, Science
+from .report_science import Science
 from .report_stats import CONFIDENCE, ArmStats, Comparison
+from .report_table import short_value
 
 
 def science_sections(science: Science, options: ReportOptions) -> list[str]:
@@ -56,17 +58,18 @@ def _comparison_cells(c: Comparison, mode: str) -> list[str]:
 def _tuned_table(science: Science, options: ReportOptions) -> list[str]:
     tuned = science.tuned or []
     grid = sorted({v for t in tuned for v in t.curve}, key=_number)
-    lines = [_cells(["arm", *(f"{options.tune}={v}" for v in grid), "best"]), _cells(["---"] * (len(grid) + 2))]
+    headings = ["arm", *(f"{options.tune}={short_value(v)}" for v in grid), "best"]
+    lines = [_cells(headings), _cells(["---"] * (len(grid) + 2))]
     for t in tuned:
         cells = [_pm(t.curve[v]) + (" *" if v == t.best_value else "") if v in t.curve else "-" for v in grid]
-        lines.append(_cells([f"`{t.label}`", *cells, t.best_value]))
+        lines.append(_cells([f"`{t.label}`", *cells, short_value(t.best_value)]))
     lines += ["", "Mean ± std over seeds; * marks each arm's best. The best value is picked with the same seeds"]
     lines += ["it is then judged on, so its interval is slightly optimistic."]
     for t in tuned:
         if t.at_edge:
             lines.append(
-                f"- warning: arm `{t.label}` is best at the edge of the grid ({options.tune}={t.best_value}): "
-                "widen the grid on that side"
+                f"- warning: arm `{t.label}` is best at the edge of the grid "
+                f"({options.tune}={short_value(t.best_value)}): widen the grid on that side"
             )
     return lines
 

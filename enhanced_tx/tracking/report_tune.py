@@ -52,7 +52,9 @@ def tune_arms(rows: Sequence[Row], key: str, value: str = "final", mode: str = "
     tuned = []
     for label, (swept, by_value) in arms.items():
         curve = {
-            v: ArmStats(f"{label},{key}={v}", tuple(by_value[v]), {**swept, key: v}) for v in grid if by_value.get(v)
+            v: ArmStats(arm_label({**swept, key: v}), tuple(by_value[v]), {**swept, key: v})
+            for v in grid
+            if by_value.get(v)
         }
         if not curve:
             continue

@@ -13,6 +13,7 @@ from .logger import MetricLogger
 from .wandb_mode import resolve_wandb_mode, wandb_api_key_configured
 
 _MAX_TAG = 64  # W&B rejects longer tags
+FINAL_PREFIXES = ("val/",)  # evaluated metrics (the monitored value among them): summary keeps final/<key>
 _SERVER_UNREACHABLE = False  # set when an automatic online start failed: later jobs of a sweep go offline at once
 
 
@@ -113,10 +114,16 @@ class WandbLogger(MetricLogger):
         self.resolved_mode = mode
         self._run_id = self._run.id
         self._run.define_metric("val/loss", summary="min")
+        # summary columns W&B's grouping and parallel-coordinates views read without setup
+        self._run.summary.update({f"choice/{group}": option for group, option in _own_choices(choices)})
 
     def _backend_log(self, metrics: dict[str, Any], step: int) -> None:
         if self._run is not None:
             self._run.log(metrics, step=step)
+            # the summary of val/loss is its minimum (define_metric): keep the last evaluation too
+            finals = {f"final/{k}": v for k, v in metrics.items() if k.startswith(FINAL_PREFIXES)}
+            if finals:
+                self._run.summary.update(finals)
 
     def _backend_log_table(self, key: str, columns: list[str], rows: list[list[Any]], step: int) -> None:
         if self._run is not None:
@@ -138,7 +145,11 @@ class WandbLogger(MetricLogger):
 
 def choice_tags(choices: Mapping[str, str | None]) -> list[str]:
     """``group=option`` tags for the run's config-group choices, without Hydra's own groups."""
-    return [f"{group}={option}" for group, option in choices.items() if option and not group.startswith("hydra")]
+    return [f"{group}={option}" for group, option in _own_choices(choices)]
+
+
+def _own_choices(choices: Mapping[str, str | None]) -> list[tuple[str, str]]:
+    return [(group, option) for group, option in choices.items() if option and not group.startswith("hydra")]
 
 
 def _unique_tags(tags: Iterable[str]) -> list[str]:
