@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from enhanced_tx.cli import guarded
+from enhanced_tx.configcheck import check_command_line
 from enhanced_tx.overrides import check_group_options
 
 
@@ -26,4 +27,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     check_group_options(Path(__file__).parent / "conf")
+    check_command_line(Path(__file__).parent / "conf", "eval")
     main()

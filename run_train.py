@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from enhanced_tx.cli import guarded, translate_legacy_flags
+from enhanced_tx.configcheck import check_command_line
 from enhanced_tx.launch import prepare_argv
 from enhanced_tx.overrides import check_group_options
 
@@ -19,13 +20,21 @@ from enhanced_tx.overrides import check_group_options
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @guarded
 def main(cfg: DictConfig) -> float:
-    from enhanced_tx.training.run import train
+    from enhanced_tx.tasks.train import train
 
     return train(cfg)
+
+
+def _preflight(cfg: DictConfig) -> None:
+    from enhanced_tx.training.preflight import check_training_config
+
+    check_training_config(cfg)
 
 
 if __name__ == "__main__":
     translate_legacy_flags()
     prepare_argv()  # trainer.strategy=ddp; under torchrun: one shared run folder, only rank 0 writes .hydra/
     check_group_options(Path(__file__).parent / "conf")
+    # before Hydra creates a run folder: unknown keys, wrong types, missing values, impossible settings
+    check_command_line(Path(__file__).parent / "conf", "train", check=_preflight)
     main()

@@ -346,16 +346,17 @@ def test_four_job_sweep_is_four_wandb_runs_in_one_group_and_a_report(tmp_path, s
 
 @pytest.mark.slow
 def test_a_failing_job_does_not_stop_the_sweep_and_fails_it_at_the_end(tmp_path, shared_cache):
-    result = run_sweep(tmp_path, shared_cache, "model.d_model=30,32", wandb=True)
+    # too long for the model: found once the data is read (a config-only error stops the sweep before it starts)
+    result = run_sweep(tmp_path, shared_cache, "data.src_len=100,16", wandb=True)
     assert result.returncode == 1, result.stderr[-3000:]
     summary = [line for line in result.stderr.splitlines() if line.startswith("FAILED job")]
-    assert len(summary) == 1 and "FAILED job 0 (" in summary[0] and "model.d_model=30 must be" in summary[0]
+    assert len(summary) == 1 and "FAILED job 0 (" in summary[0] and "model.max_seq_len=64" in summary[0]
     assert "1 of 2 jobs failed" in result.stderr
     failed, ok = job_dirs(tmp_path / "sweep")
     assert json.loads((failed / FAILURE_FILE).read_text())["job_num"] == 0
     assert not (ok / FAILURE_FILE).exists() and (ok / "model.safetensors").exists()  # the next job still ran
     (run,) = wandb_runs(failed)
-    assert run["exit_code"] == 1 and "model.d_model=30" in run["summary"]["error"]
+    assert run["exit_code"] == 1 and "model.max_seq_len=64" in run["summary"]["error"]
     assert [r["status"] for r in report_rows(tmp_path / "sweep")] == ["ok", "failed"]
 
 
@@ -380,7 +381,7 @@ def test_optuna_sweep_of_three_trials_writes_its_results(tmp_path, shared_cache)
 
 @pytest.mark.slow
 def test_optuna_survives_failing_trials(tmp_path, shared_cache):
-    result = run_sweep(tmp_path, shared_cache, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "model.d_model=30")
+    result = run_sweep(tmp_path, shared_cache, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "data.src_len=100")
     assert result.returncode == 1, result.stderr[-3000:]  # the end-of-sweep check, not a crash of the sweeper
     assert "Traceback" not in result.stderr and "2 of 2 jobs failed" in result.stderr
     results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
