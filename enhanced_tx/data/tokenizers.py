@@ -20,6 +20,9 @@ from enhanced_tx.data.errors import DataError
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # this order gives pad id 0
+# Larger than any released tokenizer's vocabulary (Gemma's 262k); the tokenizers library aborts the whole
+# process (a Rust panic, no Python error) when asked to train a table of ~1e9 entries.
+MAX_VOCAB_SIZE = 1 << 20
 SPECIAL_TOKENS_MAP = {"pad_token": PAD, "bos_token": BOS, "eos_token": EOS, "unk_token": UNK}
 
 
@@ -53,6 +56,12 @@ class BPETokenizer:
                 f"tokenizer.vocab_size={vocab_size} is too small for a byte-level BPE; "
                 f"use at least {256 + len(SPECIAL_TOKENS)}"
             )
+        if vocab_size > MAX_VOCAB_SIZE:  # checked here: the tokenizers library aborts the process instead
+            raise DataError(
+                f"tokenizer.vocab_size={vocab_size} is above the bound {MAX_VOCAB_SIZE}; use at most that (e.g. 32000)"
+            )
+        if not 0 <= min_frequency <= MAX_VOCAB_SIZE:
+            raise DataError(f"tokenizer.min_frequency={min_frequency} must be between 0 and {MAX_VOCAB_SIZE}")
         self.vocab_size = vocab_size
         self.min_frequency = min_frequency
 

@@ -1,0 +1,86 @@
+"""Peak memory of tokenizing a big text file (the `tokenize` section of `make bench`).
+
+The corpus is the built-in one repeated to `corpus_mb` megabytes, written twice: as it is (line breaks) and
+with every line break replaced by a space (one line). Each file is tokenized the way training does it
+(`cached_tokens`: read, decode, chunk, encode, cache) by a BPE tokenizer trained on the built-in corpus, in a
+fresh child process, so the figure is that process's peak RSS (getrusage) and nothing measured before.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LAYOUTS = {"lines": "\n", "one line": " "}  # what a line break becomes
+
+
+@dataclass
+class TokenizeResult:
+    layout: str
+    corpus_mb: float
+    tokens: int
+    seconds: float
+    start_rss_mb: float  # the child before it reads the file (imports and the tokenizer)
+    peak_rss_mb: float
+
+    @property
+    def growth_per_mb(self) -> float:
+        """Peak growth over the start, per megabyte of text: a bound by the file size keeps this flat."""
+        return (self.peak_rss_mb - self.start_rss_mb) / self.corpus_mb
+
+
+def measure_tokenizing(
+    corpus_mb: float = 50.0, vocab_size: int = 8192, layouts: tuple[str, ...] = tuple(LAYOUTS)
+) -> list[TokenizeResult]:
+    """One result per layout of `LAYOUTS` (see the module's docstring)."""
+    from enhanced_tx.data.corpus import sample_corpus_path
+    from enhanced_tx.data.encoding import text_chunks
+    from enhanced_tx.data.tokenizers import BPETokenizer
+
+    text = Path(sample_corpus_path(None)).read_text(encoding="utf-8")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-tokenize-") as tmp:
+        folder = Path(tmp)
+        BPETokenizer(vocab_size=vocab_size).build(text_chunks(text)).save_pretrained(str(folder / "tokenizer"))
+        size = int(corpus_mb * 1e6)
+        corpus = (text * (size // len(text) + 1))[:size]
+        for layout in layouts:
+            line_break = LAYOUTS[layout]
+            path = folder / f"corpus-{layout.replace(' ', '_')}.txt"
+            path.write_text(corpus.replace("\n", line_break), encoding="utf-8")
+            results.append(_in_child(layout, corpus_mb, path, folder))
+            path.unlink()
+    return results
+
+
+def _in_child(layout: str, corpus_mb: float, path: Path, folder: Path) -> TokenizeResult:
+    command = [sys.executable, "-m", "enhanced_tx.bench.tokenizing", str(path), str(folder)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    return TokenizeResult(layout=layout, corpus_mb=corpus_mb, **figures)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _child(path: str, folder: str) -> dict:
+    from enhanced_tx.data.text import cached_tokens
+    from enhanced_tx.data.tokenizers import load_saved_tokenizer
+
+    tokenizer = load_saved_tokenizer(Path(folder) / "tokenizer")
+    start = _peak_rss_mb()
+    began = time.perf_counter()
+    tokens = cached_tokens(path, "data.path", tokenizer, Path(folder) / "cache")
+    seconds = time.perf_counter() - began
+    return {"tokens": len(tokens), "seconds": seconds, "start_rss_mb": start, "peak_rss_mb": _peak_rss_mb()}
+
+
+if __name__ == "__main__":
+    print(json.dumps(_child(sys.argv[1], sys.argv[2])))
