@@ -25,6 +25,7 @@ register_resolvers()  # ${short_dirname:...} in conf/hydra/default.yaml: before 
 # seed flag -> override key; switches (no value needed) also map `true`/`false` to an override value
 LEGACY_FLAGS: dict[str, str] = {
     "--batch_size": "trainer.batch_size",
+    "--model_size": "model",
     "--epochs": "trainer.epochs",
     "--device": "device",
     "--mixed_precision": "precision",
@@ -40,7 +41,8 @@ LEGACY_SWITCHES: dict[str, dict[bool, str]] = {
     "--gradient_checkpointing": {True: "true", False: "false"},
 }
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-_EXAMPLES = {"--mixed_precision": "bf16", "--device": "cpu", "--lr": "3e-4"}  # for "needs a value" errors
+# for "needs a value" errors
+_EXAMPLES = {"--model_size": "tiny", "--mixed_precision": "bf16", "--device": "cpu", "--lr": "3e-4"}
 __all__ = ["FAILURE_FILE", "LEGACY_FLAGS", "guarded", "one_line", "record_failure", "translate_legacy_flags"]
 
 
