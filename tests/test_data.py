@@ -664,8 +664,11 @@ def test_config_files(path: Path, tmp_path: Path, text_file: Path, bpe: PreTrain
         "pairs.yaml": {"path": str(text_file), "format": "tsv"},
         "sample.yaml": {"cache_dir": str(tmp_path / "cache")},  # ${paths.cache_dir} in the composed config
         "pretrained.yaml": {"name_or_path": str(tmp_path / "tok")},
+        "hf.yaml": {"name": str(tmp_path / "saved"), "text_field": "text", "cache_dir": str(tmp_path / "cache")},
     }
     bpe.save_pretrained(tmp_path / "tok")
+    if "objective" in cfg:  # ${oc.select:objective,null} names the top-level group: itself when loaded alone
+        cfg.objective = None
     obj = instantiate(OmegaConf.merge(cfg, overrides.get(path.name, {})))
     assert hasattr(obj, "build")
     if path.parent.name == "data":

@@ -9,6 +9,8 @@ from enhanced_tx.data.collate import IGNORE_INDEX, Batch, Collator, collate
 from enhanced_tx.data.continuation import ContinuationDataset
 from enhanced_tx.data.corpus import load_sample_corpus, sample_corpus_path
 from enhanced_tx.data.errors import DataError
+from enhanced_tx.data.hf import HFData
+from enhanced_tx.data.objectives import add_objective_tokens
 from enhanced_tx.data.pairs import PairsData, PairsDataset
 from enhanced_tx.data.sampling import EpochBatchSampler
 from enhanced_tx.data.text import SampleData, TextData
@@ -30,11 +32,13 @@ __all__ = [
     "ContinuationDataset",
     "DataError",
     "EpochBatchSampler",
+    "HFData",
     "PairsData",
     "PairsDataset",
     "PretrainedTokenizer",
     "SampleData",
     "TextData",
+    "add_objective_tokens",
     "collate",
     "default_cache_dir",
     "load_sample_corpus",

@@ -8,14 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.cache import atomic_write, resolve_cache_dir
-from enhanced_tx.data.continuation import ContinuationDataset
 from enhanced_tx.data.corpus import sample_corpus_path
 from enhanced_tx.data.encoding import encode_stream, text_chunks
 from enhanced_tx.data.errors import DataError
 from enhanced_tx.data.files import decode_text, read_bytes, read_text
+from enhanced_tx.data.objectives import Objective, PrefixLM
 from enhanced_tx.data.tokenizers import tokenizer_fingerprint
 
 TOKEN_CACHE_VERSION = b"tokens-v1"  # bump when the tokenization procedure changes
@@ -37,6 +38,7 @@ class TextData:
         val_fraction: float = 0.05,
         seed: int = 0,
         stride: int | None = None,
+        objective: Objective | None = None,
     ) -> None:
         if not 1 <= min_src_len <= src_len:
             raise DataError(f"data.min_src_len={min_src_len} must be between 1 and data.src_len={src_len}")
@@ -51,16 +53,17 @@ class TextData:
         self.min_src_len = min_src_len
         self.val_fraction = val_fraction
         self.seed = seed
-        self.stride = stride or tgt_len
-        if self.stride < 1:
+        self.stride = stride  # None: the objective's default (data.tgt_len for prefix_lm)
+        if stride is not None and stride < 1:
             raise DataError(f"data.stride={stride} must be at least 1 (or null for data.tgt_len)")
+        self.objective = objective or PrefixLM()  # conf/objective/, see enhanced_tx/data/objectives
 
     def source_path(self) -> str:
         return self.path
 
     @property
     def window(self) -> int:
-        return self.src_len + self.tgt_len
+        return self.objective.window_length(self.src_len, self.tgt_len)
 
     def tokenizer_corpus(self) -> Iterator[str]:
         """The training text in chunks of lines (the held-out tail is left out, approximately)."""
@@ -69,9 +72,7 @@ class TextData:
             text = text[: int(len(text) * (1.0 - self.val_fraction))]
         yield from text_chunks(text)
 
-    def build(
-        self, tokenizer: PreTrainedTokenizerFast, cache_dir: str | Path | None = None
-    ) -> tuple[ContinuationDataset, ContinuationDataset]:
+    def build(self, tokenizer: PreTrainedTokenizerFast, cache_dir: str | Path | None = None) -> tuple[Dataset, Dataset]:
         path = self.source_path()
         tokens = cached_tokens(path, "data.path", tokenizer, cache_dir)
         if self.val_path is not None:
@@ -83,11 +84,13 @@ class TextData:
             n_val = max(math.ceil(len(tokens) * self.val_fraction), self.window)
             self._check_length(tokens, path, "data.path", n_val)
             train, val = tokens[: len(tokens) - n_val], tokens[len(tokens) - n_val :]
-        return self._dataset(train, 0), self._dataset(val, 1)
+        return self._dataset(train, tokenizer, 0), self._dataset(val, tokenizer, 1)
 
-    def _dataset(self, tokens: np.ndarray, stream: int) -> ContinuationDataset:
+    def _dataset(self, tokens: np.ndarray, tokenizer: PreTrainedTokenizerFast, stream: int) -> Dataset:
         seed = int(np.random.SeedSequence([self.seed, stream]).generate_state(1)[0])
-        return ContinuationDataset(tokens, self.src_len, self.tgt_len, self.min_src_len, self.stride, seed)
+        return self.objective.dataset(
+            tokens, tokenizer, self.src_len, self.tgt_len, self.min_src_len, self.stride, seed
+        )
 
     def _check_length(self, tokens: np.ndarray, path: str, key: str, held_out: int) -> None:
         if len(tokens) - held_out < self.window:
@@ -111,6 +114,7 @@ class SampleData(TextData):
         seed: int = 0,
         stride: int | None = None,
         cache_dir: str | None = None,
+        objective: Objective | None = None,
     ) -> None:
         super().__init__(
             path="",  # see source_path: the corpus is built on first use, not at construction
@@ -120,6 +124,7 @@ class SampleData(TextData):
             val_fraction=val_fraction,
             seed=seed,
             stride=stride,
+            objective=objective,
         )
         self.cache_dir = cache_dir
 
