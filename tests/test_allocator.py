@@ -44,8 +44,8 @@ def test_keeping_freed_memory_removes_page_faults_and_keeps_the_numbers():
 
 @pytest.mark.parametrize("setting, calls", [([], 1), (["trainer.keep_freed_memory=false"], 0)])
 def test_cpu_training_keeps_freed_memory_unless_turned_off(setting, calls, tmp_path, text_file, monkeypatch):
+    from enhanced_tx.tasks.train import train
     from enhanced_tx.training import allocator
-    from enhanced_tx.training.run import train
 
     from .conftest import TINY_TRAIN, compose_train
 

@@ -200,7 +200,7 @@ def _assert_same_curve(run_dir: Path, reference: Path, keys=("train/loss", "val/
 @pytest.fixture(scope="module")
 def single_process_run(tmp_path_factory) -> tuple[Path, Path]:
     """The reference: one process, batch 8 (the global batch of 2 ranks x 4)."""
-    from enhanced_tx.training.run import train
+    from enhanced_tx.tasks.train import train
 
     folder = tmp_path_factory.mktemp("single")
     corpus = _corpus(folder)
@@ -223,8 +223,8 @@ def test_ddp_with_two_ranks_of_batch_4_follows_one_process_of_batch_8(single_pro
 
 @pytest.mark.slow
 def test_fsdp_trains_like_one_process_and_its_checkpoint_resumes_in_one_process(single_process_run, tmp_path):
+    from enhanced_tx.tasks.train import train
     from enhanced_tx.training.convert import convert
-    from enhanced_tx.training.run import train
 
     reference, corpus = single_process_run
     run_dir = tmp_path / "fsdp"

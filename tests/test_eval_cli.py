@@ -13,7 +13,7 @@ import torch
 
 from enhanced_tx.cli import guarded
 from enhanced_tx.evaluation.run import evaluate
-from enhanced_tx.training.run import train
+from enhanced_tx.tasks.train import train
 
 from .conftest import TINY_TRAIN, compose_train
 

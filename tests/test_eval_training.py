@@ -15,8 +15,8 @@ from enhanced_tx.checkpoint import CheckpointError, load_checkpoint
 from enhanced_tx.cli import guarded
 from enhanced_tx.data import IGNORE_INDEX, collate
 from enhanced_tx.errors import EnhancedTxError
+from enhanced_tx.tasks.train import train
 from enhanced_tx.training import Precision, Trainer, TrainingParts
-from enhanced_tx.training.run import train
 
 from .conftest import TINY_TRAIN, compose_train, make_model
 
@@ -149,7 +149,7 @@ def test_max_tokens_per_batch_batches_respect_the_token_budget(budget, tmp_path,
 
 
 def test_validation_batches_respect_the_token_budget_in_order(tmp_path, pairs_file, monkeypatch):
-    import enhanced_tx.training.trainer as trainer_module
+    import enhanced_tx.training.evaluator as trainer_module
 
     made = []
 

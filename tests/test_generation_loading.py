@@ -21,7 +21,7 @@ from enhanced_tx.errors import ConfigError
 from enhanced_tx.generation import GreedySampler, MultinomialSampler, generate
 from enhanced_tx.generation.loading import find_latest_run, load_run, resolve_run_dir
 from enhanced_tx.generation.run import TextStream, decode_rows, encode_prompts, generate_text
-from enhanced_tx.training.run import train
+from enhanced_tx.tasks.train import train
 
 from .conftest import CONF_DIR, TINY_TRAIN, compose_train
 

@@ -22,9 +22,9 @@ from enhanced_tx.checkpoint import CheckpointError, load_checkpoint
 from enhanced_tx.checkpoint import format as checkpoint_module
 from enhanced_tx.cli import guarded
 from enhanced_tx.errors import ConfigError
+from enhanced_tx.tasks.train import RESOLVED_CONFIG, generate_command, train
 from enhanced_tx.tracking.logger import MetricLogger
 from enhanced_tx.training.preemption import TrainingInterrupted
-from enhanced_tx.training.run import RESOLVED_CONFIG, generate_command, train
 
 from .conftest import TINY_TRAIN, compose_train, make_model
 from .test_training import SignalAtStep, copy_parts, quiet_trainer

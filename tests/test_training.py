@@ -14,10 +14,10 @@ from torch.utils.data import Dataset
 
 from enhanced_tx.checkpoint import load_checkpoint, load_model_weights
 from enhanced_tx.data.collate import Collator
+from enhanced_tx.tasks.train import train
 from enhanced_tx.tracking.logger import MetricLogger
 from enhanced_tx.training import BFloat16, Float16, Precision, Trainer, TrainingParts, WarmupCosine
 from enhanced_tx.training.preemption import TrainingInterrupted
-from enhanced_tx.training.run import train
 
 from .conftest import TINY_TRAIN, compose_train, make_model
 

@@ -29,11 +29,7 @@ from enhanced_tx.model import EncoderDecoder
 from enhanced_tx.model.architecture import architecture_from_config
 from enhanced_tx.runfolder import RunFolder
 from enhanced_tx.runs import best_run
-from enhanced_tx.training.run import RESOLVED_CONFIG
 from enhanced_tx.trusted_targets import instantiate_trusted, read_saved_config
-
-WEIGHTS_ONLY = "model.safetensors"
-CHECKPOINT_DIR = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -46,14 +42,15 @@ class LoadedRun:
 
 
 def _weight_files(run_dir: Path) -> list[Path]:
-    return [p for p in [run_dir / WEIGHTS_ONLY, *(run_dir / CHECKPOINT_DIR).glob("*.pt")] if p.is_file()]
+    folder = RunFolder(run_dir)
+    return [p for p in [folder.weights, *folder.checkpoints_dir.glob("*.pt")] if p.is_file()]
 
 
 def find_latest_run(roots: Sequence[str | Path]) -> Path:
     """The training run under `roots` whose weights were written last (runs without weights are skipped)."""
     newest: tuple[float, Path] | None = None
     for root in map(Path, roots):
-        for config in root.glob(f"**/{RESOLVED_CONFIG}") if root.is_dir() else ():
+        for config in root.glob(f"**/{RunFolder(root).resolved_config.name}") if root.is_dir() else ():
             written = [p.stat().st_mtime for p in _weight_files(config.parent)]
             if written and (newest is None or max(written) > newest[0]):
                 newest = (max(written), config.parent)
@@ -72,21 +69,27 @@ def resolve_run_dir(run: str | Path, roots: Sequence[str | Path], sweep: str | P
         run_dir = pick.job.job_dir
     else:
         run_dir = find_latest_run(roots) if str(run) == "latest" else Path(run).expanduser()
-    if not (run_dir / RESOLVED_CONFIG).is_file():
+    if not RunFolder(run_dir).resolved_config.is_file():
         raise ConfigError(
-            f"run={run_dir} is not a training run folder (no {RESOLVED_CONFIG}); pass run=latest or the "
+            f"run={run_dir} is not a training run folder (no {RunFolder(run_dir).resolved_config.name}); "
+            "pass run=latest or the "
             "folder run_train.py printed"
         )
     return run_dir
 
 
 def resolve_weights(run_dir: Path, checkpoint: str | Path) -> Path:
-    """`best`, `last`, `auto` (newest good checkpoint), or a file: as given, or relative to the run folder
-    (e.g. `model.safetensors` or `checkpoints/step_400.pt`)."""
+    """`best`, `last`, `auto` (newest good checkpoint), `ema` (the weights' moving average, callbacks=[ema]),
+    or a file: as given, or relative to the run folder (e.g. `model.safetensors` or `checkpoints/step_400.pt`)."""
+    folder = RunFolder(run_dir)
+    if str(checkpoint) == "ema":
+        if not folder.ema_weights.is_file():
+            raise ConfigError(f"checkpoint=ema: {folder.ema_weights} does not exist; train with callbacks=[ema]")
+        return folder.ema_weights
     spec = Path(str(checkpoint)).expanduser()
     if not spec.is_file() and (run_dir / spec).is_file():
         return run_dir / spec
-    return CheckpointManager(run_dir / CHECKPOINT_DIR).resolve(str(checkpoint))
+    return CheckpointManager(folder.checkpoints_dir).resolve(str(checkpoint))
 
 
 def load_run(

@@ -20,6 +20,7 @@ from pathlib import Path
 from enhanced_tx.checkpoint import CheckpointError, CheckpointManager, save_model_weights_only
 from enhanced_tx.data.errors import DataError
 from enhanced_tx.errors import EnhancedTxError
+from enhanced_tx.runfolder import RunFolder
 
 
 def convert(
@@ -28,18 +29,18 @@ def convert(
     """Write the weights of `checkpoint` (of the run in `run_dir`) to a `.safetensors` file; returns its path."""
     from enhanced_tx.checkpoint.sharded import load_model
     from enhanced_tx.data.tokenizers import load_saved_tokenizer
-    from enhanced_tx.training.run import RESOLVED_CONFIG, TOKENIZER_DIR
     from enhanced_tx.trusted_targets import instantiate_trusted, read_saved_config
 
     run_dir = Path(run_dir)
-    if not (run_dir / RESOLVED_CONFIG).is_file():
-        raise EnhancedTxError(f"{run_dir} is not a training run folder (no {RESOLVED_CONFIG})")
-    source = CheckpointManager(run_dir / "checkpoints").resolve(checkpoint)
+    folder = RunFolder(run_dir)
+    if not folder.resolved_config.is_file():
+        raise EnhancedTxError(f"{run_dir} is not a training run folder (no {folder.resolved_config.name})")
+    source = CheckpointManager(folder.checkpoints_dir).resolve(checkpoint)
     if source is None:
-        raise CheckpointError(f"no usable checkpoint in {run_dir / 'checkpoints'}")
-    config = read_saved_config(run_dir / RESOLVED_CONFIG)
-    tokenizer = load_saved_tokenizer(run_dir / TOKENIZER_DIR)
-    model = instantiate_trusted(config, "model", str(run_dir / RESOLVED_CONFIG), vocab_size=len(tokenizer))
+        raise CheckpointError(f"no usable checkpoint in {folder.checkpoints_dir}")
+    config = read_saved_config(folder.resolved_config)
+    tokenizer = load_saved_tokenizer(folder.tokenizer_dir)
+    model = instantiate_trusted(config, "model", str(folder.resolved_config), vocab_size=len(tokenizer))
     model = load_model(source, model)
     target = Path(output) if output is not None else run_dir / f"{source.stem}.safetensors"
     save_model_weights_only(model, target, half_precision=half_precision)

@@ -21,7 +21,7 @@ from enhanced_tx.training.evaluator import Evaluator
 from enhanced_tx.training.metrics import ThroughputWindow
 from enhanced_tx.training.optim import build_optimizer
 from enhanced_tx.training.parts import TrainingParts
-from enhanced_tx.training.resume import ResumePoint, find_resume_point
+from enhanced_tx.training.resume import ResumePoint, ResumeSpec, find_resume_point
 from enhanced_tx.training.state import TrainingState
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def save_final_weights(trainer: Trainer, run: LiveRun) -> None:
 
 def _resume_point(trainer: Trainer, parts: TrainingParts) -> ResumePoint | None:
     """The checkpoint to resume from (None: a fresh start): the one the composition root read, else looked up."""
-    if not trainer.resume:
+    if not ResumeSpec.parse(trainer.resume).resumes:
         return None
     return parts.resume_from or find_resume_point(trainer.resume, parts.run_dir)
 

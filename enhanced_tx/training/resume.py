@@ -1,24 +1,27 @@
 """Resume (`trainer.resume`): find and read the checkpoint once, and refuse what would not continue the run.
 
 - `find_resume_point`: the checkpoint `trainer.resume` names, read and checksum-verified once; run
-  composition (`enhanced_tx.training.run`) and the trainer share it.
+  composition (`enhanced_tx.tasks.train`) and the trainer share it.
 - `check_same_run`: the config that defines the run (model, tokenizer, data, optimizer, scheduler, precision,
   seed) must be the one stored in the checkpoint; limits, evaluation, logging, paths and devices may change.
-- `check_fresh_folder`: a run that resumes nothing must not write into another run's folder.
+- `check_fresh_folder`: a run that resumes nothing must not write into another run's folder;
+  `trainer.resume=none` starts over there deliberately, moving the old run's files aside.
+- `ResumeSpec`: the one parser of `trainer.resume` (null | none | auto | last | best | a path).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from enhanced_tx.checkpoint import CheckpointManager, load_checkpoint
+from enhanced_tx.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
+from enhanced_tx.checkpoint.atomic import atomic_replace
+from enhanced_tx.checkpoint.format import read_verified
 from enhanced_tx.errors import ConfigError
-
-CHECKPOINTS_DIR = "checkpoints"
-METRICS_FILE = "metrics.jsonl"
+from enhanced_tx.runfolder import RunFolder
 
 # Top-level config keys whose values define what a run trains; a resume must not change them.
 RUN_DEFINING = ("model", "tokenizer", "data", "optimizer", "scheduler", "precision", "seed")
@@ -39,6 +42,32 @@ _SHOWN_DIFFERENCES = 8  # keys named in the error; the rest are counted
 
 class RunRefused(ConfigError):
     """The run folder or checkpoint belongs to another run; raised before anything in the folder is touched."""
+
+
+@dataclass(frozen=True)
+class ResumeSpec:
+    """`trainer.resume`: None/"" (a fresh run into an empty folder), "none" (start over in this folder,
+    moving the old run's files aside), "auto" (the newest good checkpoint, else fresh), "last", "best", or a
+    path (a file, or a folder: its newest good checkpoint; another run's makes a fork)."""
+
+    value: str | None
+
+    @classmethod
+    def parse(cls, spec: str | os.PathLike | None) -> ResumeSpec:
+        text = None if spec is None else str(spec).strip()
+        return cls(text or None)
+
+    @property
+    def resumes(self) -> bool:
+        return self.value is not None and not self.starts_over
+
+    @property
+    def starts_over(self) -> bool:
+        return self.value is not None and self.value.lower() in ("none", "never")
+
+    @property
+    def auto(self) -> bool:
+        return self.value == "auto"
 
 
 @dataclass
@@ -62,31 +91,52 @@ class ResumePoint:
 
     def belongs_to(self, run_dir: Path) -> bool:
         """Whether the checkpoint lies in `run_dir`'s own checkpoints/ folder (not a fork of another run)."""
-        own = (Path(run_dir) / CHECKPOINTS_DIR).resolve()
+        own = RunFolder(run_dir).checkpoints_dir.resolve()
         return self.path.resolve().is_relative_to(own)
 
     @property
     def run_dir(self) -> Path:
         """The run folder the checkpoint belongs to (`RUN/checkpoints/x.pt`), or the file's folder."""
-        return self.path.parent.parent if self.path.parent.name == CHECKPOINTS_DIR else self.path.parent
+        in_checkpoints = self.path.parent.name == RunFolder(self.path.parent.parent).checkpoints_dir.name
+        return self.path.parent.parent if in_checkpoints else self.path.parent
 
 
 def find_resume_point(spec: str | os.PathLike | None, run_dir: Path) -> ResumePoint | None:
     """The checkpoint `trainer.resume=spec` names, loaded and verified; None when there is nothing to resume
     (no spec, or `auto` in a folder without a good checkpoint: a fresh start)."""
-    if not spec:
+    spec = ResumeSpec.parse(spec)
+    if not spec.resumes:
         return None
-    manager = CheckpointManager(Path(run_dir) / CHECKPOINTS_DIR)
-    if spec == "auto":
+    manager = CheckpointManager(RunFolder(run_dir).checkpoints_dir)
+    if spec.auto:
         return _newest_good(manager)
-    path = manager.resolve(spec)  # last, best, a file, or a folder (its newest good checkpoint)
+    path = manager.resolve(spec.value)  # last, best, a file, or a folder (its newest good checkpoint)
     return None if path is None else ResumePoint(path, load_checkpoint(path))
 
 
 def _newest_good(manager: CheckpointManager) -> ResumePoint | None:
-    """`CheckpointManager.latest_good`, keeping the state it verified instead of reading it again."""
+    """`CheckpointManager.latest_good`, keeping the state it verified instead of reading it again. Where
+    checkpoints exist but none is readable, stop: starting from scratch would append to the run's metrics."""
     found = manager.latest_good_with_state()
-    return ResumePoint(*found) if found else None
+    if found:
+        return ResumePoint(*found)
+    saved = sorted(manager.directory.glob("*.pt")) if manager.directory.is_dir() else []
+    if saved:
+        reasons = "; ".join(_why_unreadable(p) for p in saved)
+        raise RunRefused(
+            f"trainer.resume=auto: no checkpoint in {manager.directory} is readable ({reasons}); train into a "
+            "new folder (hydra.run.dir=...), or pass trainer.resume=none to start over in this one "
+            "(the old metrics and checkpoints are moved aside)"
+        )
+    return None
+
+
+def _why_unreadable(path: Path) -> str:
+    try:
+        read_verified(path)
+    except CheckpointError as e:
+        return f"{path.name}: {' '.join(str(e).split())[:120]}"
+    return f"{path.name}: readable"
 
 
 def check_same_run(point: ResumePoint, config: dict, spec: str | os.PathLike) -> None:
@@ -139,12 +189,11 @@ def _show(value: Any) -> str:
 def holds_run(run_dir: Path) -> bool:
     """Whether `run_dir` holds a run's results: a checkpoint, or logged metrics. Hydra's own files
     (.hydra/, the log) and what a run writes before it trains (config, run info, tokenizer) do not count."""
-    run_dir = Path(run_dir)
-    checkpoints = run_dir / CHECKPOINTS_DIR
+    folder = RunFolder(run_dir)
+    checkpoints = folder.checkpoints_dir
     if checkpoints.is_dir() and any(p.suffix == ".pt" for p in checkpoints.iterdir()):
         return True
-    metrics = run_dir / METRICS_FILE
-    return metrics.is_file() and metrics.stat().st_size > 0
+    return folder.metrics.is_file() and folder.metrics.stat().st_size > 0
 
 
 def check_fresh_folder(run_dir: Path) -> None:
@@ -153,3 +202,47 @@ def check_fresh_folder(run_dir: Path) -> None:
         raise RunRefused(
             f"{run_dir} already holds a run; pass trainer.resume=auto to continue it or choose a new hydra.run.dir"
         )
+
+
+def start_over(run_dir: Path) -> Path | None:
+    """`trainer.resume=none`: move the old run's metrics, tables, summary and checkpoints into
+    `replaced-<n>/` inside the folder (nothing is deleted); returns that folder, or None if nothing was there."""
+    folder = RunFolder(run_dir)
+    old = [
+        p for p in (folder.metrics, folder.tables, folder.summary, folder.checkpoints_dir, folder.weights) if p.exists()
+    ]
+    if not old:
+        return None
+    n = 1
+    while (folder.root / f"replaced-{n}").exists():
+        n += 1
+    aside = folder.root / f"replaced-{n}"
+    aside.mkdir()
+    for path in old:
+        path.rename(aside / path.name)
+    return aside
+
+
+def rewind_history(run_dir: Path, step: int) -> int:
+    """Drop the rows of metrics.jsonl and tables.jsonl logged after `step` (what a killed run logged past its
+    last checkpoint, which the resumed run logs again): every step appears once. Returns the rows dropped."""
+    folder = RunFolder(run_dir)
+    dropped = 0
+    for path in (folder.metrics, folder.tables):
+        if not path.is_file():
+            continue
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not _logged_after(line, step)]
+        if len(kept) != len(lines):
+            dropped += len(lines) - len(kept)
+            text = "".join(kept)
+            atomic_replace(path, lambda tmp, text=text: tmp.write_text(text))
+    return dropped
+
+
+def _logged_after(line: str, step: int) -> bool:
+    try:
+        row = json.loads(line)
+    except ValueError:  # a row cut short by the kill
+        return True
+    return isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] > step

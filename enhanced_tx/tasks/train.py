@@ -1,4 +1,4 @@
-"""`train(cfg)`: compose the parts of a run from a Hydra config and train. Called by `run_train.py`."""
+"""`train(cfg)`: the composition root of `run_train.py`: builds the parts of a run from a Hydra config and trains."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerFast
 
+from enhanced_tx.checkpoint.atomic import clean_stale_temporaries
 from enhanced_tx.data.objectives import add_objective_tokens
 from enhanced_tx.data.tokenizers import load_saved_tokenizer
 from enhanced_tx.errors import EnhancedTxError
@@ -25,11 +26,19 @@ from enhanced_tx.tracking.run_info import write_run_info
 from enhanced_tx.training.callbacks import Callback
 from enhanced_tx.training.parts import TrainingParts
 from enhanced_tx.training.preflight import check_lengths, check_training_config
-from enhanced_tx.training.resume import ResumePoint, check_fresh_folder, check_same_run, find_resume_point
+from enhanced_tx.training.resume import (
+    ResumePoint,
+    ResumeSpec,
+    RunRefused,
+    check_fresh_folder,
+    check_same_run,
+    find_resume_point,
+    rewind_history,
+    start_over,
+)
 from enhanced_tx.training.trainer import Trainer
 
-RESOLVED_CONFIG = "config.resolved.yaml"
-TOKENIZER_DIR = "tokenizer"
+RESOLVED_CONFIG = RunFolder(".").resolved_config.name  # the file's name, for messages
 
 
 def prepare_tokenizer(
@@ -38,7 +47,7 @@ def prepare_tokenizer(
     """The tokenizer of the run the resumed checkpoint belongs to (its weights index that tokenizer's ids),
     else the warm-start source's (trainer.init_from, likewise), else a new one built from cfg.tokenizer;
     saved into the run. Ranks other than 0 load what rank 0 saved (`strategy.main_first`)."""
-    folder = run_dir / TOKENIZER_DIR
+    folder = RunFolder(run_dir).tokenizer_dir
     if not is_main:
         return load_saved_tokenizer(folder)
     source, why = _source_tokenizer(cfg, resume)
@@ -57,8 +66,13 @@ def prepare_tokenizer(
 def _source_tokenizer(cfg: DictConfig, resume: ResumePoint | None) -> tuple[Path | None, str]:
     """A saved tokenizer the run must use, and why: None for a fresh run (even where one lies in its folder)."""
     if resume is not None:
-        folder = resume.run_dir / TOKENIZER_DIR
-        return (folder if (folder / "tokenizer.json").is_file() else None), "resume"
+        folder = RunFolder(resume.run_dir).tokenizer_dir
+        if not (folder / "tokenizer.json").is_file():  # another tokenizer would give the weights other ids
+            raise RunRefused(
+                f"cannot resume from {resume.path}: its run's tokenizer {folder} is missing (a resume must use the "
+                "tokenizer the run started with); restore that folder, or start a new run (a new hydra.run.dir)"
+            )
+        return folder, "resume"
     return _warm_start_tokenizer(cfg), "warm start"
 
 
@@ -66,15 +80,25 @@ def open_run(cfg: DictConfig, run_dir: Path, resolved: dict, is_main: bool = Tru
     """Before anything is written or logged: the checkpoint `trainer.resume` names, read and verified once
     (None: a fresh start), which must come from a run with the same config; a fresh run needs a folder
     that holds no other run."""
-    spec = cfg.trainer.get("resume")
-    point = find_resume_point(spec, run_dir)
+    spec = ResumeSpec.parse(cfg.trainer.get("resume"))
+    point = find_resume_point(spec.value, run_dir)
+    folder = RunFolder(run_dir)
     if point is not None:
-        check_same_run(point, resolved, spec)
-    elif spec == "auto":  # nothing saved yet (a first start, or a crash before the first checkpoint)
+        check_same_run(point, resolved, spec.value)
+        if is_main and point.belongs_to(run_dir):  # a killed run logged past its checkpoint: log those once
+            rewind_history(run_dir, point.step)
+    elif spec.auto:  # nothing saved yet (a first start, or a crash before the first checkpoint)
         if is_main:
-            print(f"trainer.resume=auto: no checkpoint in {run_dir / 'checkpoints'}; starting from scratch")
+            print(f"trainer.resume=auto: no checkpoint in {folder.checkpoints_dir}; starting from scratch")
+    elif spec.starts_over:
+        aside = start_over(run_dir) if is_main else None
+        if aside is not None:
+            print(f"trainer.resume=none: starting over in {run_dir}; the old run's files are in {aside}")
     else:
         check_fresh_folder(run_dir)
+    if is_main:  # temporary files of writers killed mid-write
+        for directory in (folder.root, folder.checkpoints_dir):
+            clean_stale_temporaries(directory)
     return point
 
 
@@ -107,7 +131,7 @@ def _train_into(cfg: DictConfig, strategy, run_dir: Path) -> float:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resume = open_run(cfg, run_dir, resolved, strategy.is_main)
     if strategy.is_main:
-        OmegaConf.save(OmegaConf.create(resolved), run_dir / RESOLVED_CONFIG)
+        OmegaConf.save(OmegaConf.create(resolved), RunFolder(run_dir).resolved_config)
         write_run_info(run_dir)
 
     # The logger starts before anything else can fail: a failed (sweep) job is a failed W&B run with its error.
