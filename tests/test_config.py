@@ -13,7 +13,8 @@ from .conftest import CONF_DIR, compose_train
 
 SIZES = ["tiny", "small", "medium", "large"]
 NORMS = ["rmsnorm", "layernorm"]
-POSITIONAL = ["rope", "sinusoidal", "learned", "none"]
+POSITIONAL = ["rope", "sinusoidal", "learned", "none", "t5_bias", "alibi"]
+ATTENTION = ["mha", "gqa", "mqa"]
 # True parameter counts at the default vocabulary (BPE 8192) with GELU; README's table shows the same.
 DOCUMENTED_PARAMS = {"tiny": 5_770_240, "small": 105_406_464, "medium": 243_312_640, "large": 561_067_520}
 
@@ -26,10 +27,11 @@ def test_group_folders_hold_exactly_the_documented_options():
     assert _options("model") == sorted(SIZES)
     assert _options("norm") == sorted(NORMS)
     assert _options("positional") == sorted(POSITIONAL)
+    assert _options("attention") == sorted(ATTENTION)
     assert _options("precision") == ["bf16", "fp16", "fp32"]
 
 
-@pytest.mark.parametrize("group", ["norm", "positional", "feedforward"])
+@pytest.mark.parametrize("group", ["norm", "positional", "feedforward", "attention"])
 def test_package_header_is_the_first_line_and_lands_under_model(group, tmp_path):
     for option in _options(group):
         first_line = (Path(CONF_DIR) / group / f"{option}.yaml").read_text().splitlines()[0]
@@ -60,13 +62,18 @@ def test_every_size_norm_positional_combination_builds(size, norm, positional, t
         assert model.num_parameters() == DOCUMENTED_PARAMS[size]
 
 
-def test_swiglu_keeps_the_parameter_count_close_to_gelu(tmp_path):
+@pytest.mark.parametrize("size", ["tiny", "small"])
+def test_swiglu_parameter_count_is_what_the_readme_says(size, tmp_path):
     counts = {}
     for ff in ("gelu", "swiglu"):
-        cfg = compose_train(tmp_path, "model=small", f"feedforward={ff}")
+        cfg = compose_train(tmp_path, f"model={size}", f"feedforward={ff}")
         with torch.device("meta"):
             counts[ff] = instantiate(cfg.model, vocab_size=8192).num_parameters()
-    assert abs(counts["swiglu"] - counts["gelu"]) / counts["gelu"] < 0.02
+    assert abs(counts["swiglu"] - counts["gelu"]) / counts["gelu"] < 0.012  # "within 1.2%"
+    readme = (Path(CONF_DIR).parent / "README.md").read_text().splitlines()
+    (row,) = [line for line in readme if line.startswith("| `feedforward`")]
+    quoted = f"{counts['swiglu'] / 1e6:.2f}M vs {counts['gelu'] / 1e6:.2f}M" if size == "tiny" else "105.41M both"
+    assert f"{size} {quoted}" in row and (size != "small" or counts["swiglu"] == counts["gelu"] == 105_406_464)
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
