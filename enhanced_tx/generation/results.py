@@ -8,13 +8,13 @@ halfway keeps what it finished, and a folder it cannot write to is one line befo
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.runfolder import RunFolder
+from enhanced_tx.writable import check_writable_file
 
 
 def positive_setting(cfg: Mapping, key: str) -> int:
@@ -37,28 +37,7 @@ def check_max_new_tokens(max_new_tokens: int, max_seq_len: int, run_dir: Path) -
 def output_path(cfg: Mapping, run_dir: Path, prompts_file: Path) -> Path:
     """`output_file`, or RUN/generations/<prompts file stem>.jsonl, checked writable (one line if not)."""
     path = Path(cfg.get("output_file") or RunFolder(run_dir).generations_dir / f"{prompts_file.stem}.jsonl")
-    path = path.expanduser()
-    check_writable(path, "output_file")
-    return path
-
-
-def check_writable(path: Path, key: str) -> None:
-    """One line when `path` is a folder or cannot be created; nothing existing is truncated by the check."""
-    if path.is_dir():
-        raise ConfigError(f"{key}={path} is a folder; pass a file path, e.g. {key}={path / 'generations.jsonl'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            with path.open("a", encoding="utf-8"):  # opened to append: kept as it is until results come
-                pass
-        else:
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
-                pass
-    except OSError as error:
-        raise ConfigError(
-            f"{key}={path} cannot be written ({error.strerror or type(error).__name__}: {error.filename or path}); "
-            f"pass a writable {key}=PATH"
-        ) from None
+    return check_writable_file(path.expanduser(), "output_file")
 
 
 class ResultsFile:

@@ -1,5 +1,7 @@
 """Hydra callback configured in conf/hydra/default.yaml (``hydra.callbacks.sweep``).
 
+- Before a run or a multirun: a run folder (`hydra.run.dir`) or sweep folder (`hydra.sweep.dir`) that cannot be
+  created or written, or that is a file, is a one-line error instead of Hydra's traceback.
 - Before a multirun: a persistent Optuna storage with packages optuna 2.x cannot use is a one-line error
   (instead of an AssertionError from deep inside optuna).
 - After a multirun: one line per failed job (read from the ``FAILED.json`` files under the sweep folder, so
@@ -18,6 +20,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from enhanced_tx.errors import ConfigError
+from enhanced_tx.writable import check_writable_folder
+
 from .failures import find_failures
 
 # optuna<3 (pinned by hydra-optuna-sweeper) works with these only; `pip install -e ".[optuna-storage]"`
@@ -25,9 +30,13 @@ STORAGE_REQUIREMENTS = {"sqlalchemy": (2, 0), "alembic": (1, 14)}  # package: fi
 
 
 class SweepCallback(Callback):
-    """Checks around a multirun; configured for every run, does nothing in single runs."""
+    """Checks around a run or a multirun; configured for every training command."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _writable_or_exit(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _writable_or_exit(config, "hydra.sweep.dir")
         problem = storage_problem(OmegaConf.select(config, "hydra.sweeper.storage"))
         if problem:
             print(f"error: {problem}", file=sys.stderr)
@@ -46,6 +55,15 @@ class SweepCallback(Callback):
             file=sys.stderr,
         )
         raise SystemExit(1)  # a BaseException: Hydra's callback runner does not swallow it
+
+
+def _writable_or_exit(config: DictConfig, key: str) -> None:
+    """Hydra creates this folder next, and a failure there is a traceback: check it first, in one line."""
+    try:
+        check_writable_folder(str(OmegaConf.select(config, key)), key)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def count_jobs(sweep_dir: Path) -> int:
