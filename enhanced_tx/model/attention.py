@@ -7,8 +7,6 @@ materialised, and the KV cache holds KV heads only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,17 +17,22 @@ from enhanced_tx.model.norm import RMSNorm
 from enhanced_tx.model.positional import PositionalScheme
 
 
-@dataclass(frozen=True)
 class AttentionSpec:
     """How the heads are laid out (`conf/attention/`: mha, gqa, mqa).
 
     n_kv_heads: key/value heads shared by groups of query heads; None = one per query head (multi-head).
     qk_norm: RMSNorm of queries and keys per head before the product (OLMo 2, modded-nanogpt), which
         bounds the attention logits.
+
+    A plain class, not a dataclass: Hydra turns a dataclass passed to `instantiate` into a config node.
     """
 
-    n_kv_heads: int | None = None
-    qk_norm: bool = False
+    def __init__(self, n_kv_heads: int | None = None, qk_norm: bool = False) -> None:
+        self.n_kv_heads = n_kv_heads
+        self.qk_norm = qk_norm
+
+    def __repr__(self) -> str:
+        return f"AttentionSpec(n_kv_heads={self.n_kv_heads}, qk_norm={self.qk_norm})"
 
     def kv_heads(self, n_heads: int) -> int:
         """The number of key/value heads for `n_heads` query heads; a one-line ConfigError if they do not divide."""
