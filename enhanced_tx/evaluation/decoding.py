@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from enhanced_tx.generation import generate
 from enhanced_tx.generation.samplers import Sampler
+from enhanced_tx.generation.text import cut_at_eos, pad_sources
 
 
 @dataclass
@@ -31,25 +32,6 @@ class Decoded:
     def mean_length(self) -> float:
         """Mean hypothesis length in tokens, EOS excluded."""
         return sum(map(len, self.token_ids)) / max(len(self.token_ids), 1)
-
-
-def pad_sources(sources: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad 1-d token tensors into `src [B, S]` and `src_mask [B, S]` (True = real token)."""
-    width = max(1, *(len(s) for s in sources))
-    src = torch.full((len(sources), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sources), width), dtype=torch.bool)
-    for i, s in enumerate(sources):
-        src[i, : len(s)] = s
-        mask[i, : len(s)] = True
-    return src, mask
-
-
-def cut_at_eos(row: list[int], eos_id: int) -> tuple[list[int], int]:
-    """(tokens before the first EOS, tokens generated including that EOS)."""
-    if eos_id in row:
-        end = row.index(eos_id)
-        return row[:end], end + 1
-    return row, len(row)
 
 
 def decode_sources(
@@ -108,9 +90,3 @@ def decode_sources(
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def detokenize(tokenizer, ids: Sequence[int]) -> str:
-    """Token ids -> text as written: special tokens dropped, no "clean up" of spaces before punctuation
-    (references are raw text, so a cleaned hypothesis would be scored against text it never matched)."""
-    return tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)

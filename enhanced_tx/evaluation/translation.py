@@ -11,9 +11,10 @@ from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.encoding import encode_texts
 from enhanced_tx.data.pairs_format import Pair
-from enhanced_tx.evaluation.decoding import Decoded, decode_sources, detokenize
+from enhanced_tx.evaluation.decoding import Decoded, decode_sources
 from enhanced_tx.evaluation.metrics import CorpusScores, MetricSettings, corpus_scores
 from enhanced_tx.generation.samplers import Sampler
+from enhanced_tx.generation.text import detokenize
 from enhanced_tx.model import EncoderDecoder
 
 

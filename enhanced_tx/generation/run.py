@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -14,43 +13,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerFast
 
-from enhanced_tx.data.collate import collate
-from enhanced_tx.data.encoding import encode_texts
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.generation.decode import generate
 from enhanced_tx.generation.loading import load_run, resolve_run_dir
 from enhanced_tx.generation.results import ResultsFile, check_max_new_tokens, output_path, positive_setting
 from enhanced_tx.generation.samplers import Sampler
+from enhanced_tx.generation.text import decode_rows, detokenize, encode_prompts
 from enhanced_tx.runtime.device import resolve_device
-
-
-def encode_prompts(
-    tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], max_len: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts -> right-padded src [B, S] and src_mask [B, S], encoded as the training sources are (no
-    special tokens); a prompt longer than `max_len` tokens keeps its last `max_len`."""
-    ids = encode_texts(tokenizer, list(prompts))
-    if any(not row for row in ids):
-        raise ConfigError('prompt is empty; pass prompt="some text"')
-    for number, row in enumerate(ids):
-        if len(row) > max_len:
-            warnings.warn(
-                f"prompt {number} has {len(row)} tokens but the model accepts {max_len} "
-                f"(model.max_seq_len): keeping its last {max_len}",
-                stacklevel=2,
-            )
-    items = [{"src": torch.tensor(row[-max_len:]), "tgt": torch.zeros(0, dtype=torch.long)} for row in ids]
-    batch = collate(items, pad_id=tokenizer.pad_token_id, bos_id=tokenizer.bos_token_id)
-    return batch.src, batch.src_mask
-
-
-def decode_rows(tokenizer: PreTrainedTokenizerFast, tokens: torch.Tensor, eos_id: int) -> list[str]:
-    """Generated tokens [B, n] (eos_id after EOS) -> one text per row, cut at its first EOS."""
-    texts = []
-    for row in tokens.tolist():
-        row = row[: row.index(eos_id)] if eos_id in row else row
-        texts.append(tokenizer.decode(row, skip_special_tokens=True))
-    return texts
 
 
 class TextStream:
@@ -77,7 +46,7 @@ class TextStream:
         self.out.flush()
 
     def _text(self) -> str:
-        return self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        return detokenize(self.tokenizer, self.ids)
 
     def _write(self, text: str) -> None:
         self.out.write(text[len(self.printed) :])

@@ -7,7 +7,6 @@ import re
 import shlex
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerFast
@@ -16,8 +15,8 @@ from enhanced_tx.checkpoint.atomic import clean_stale_temporaries
 from enhanced_tx.data.objectives import add_objective_tokens
 from enhanced_tx.data.tokenizers import load_saved_tokenizer
 from enhanced_tx.errors import EnhancedTxError
-from enhanced_tx.evaluation.decoding import detokenize
 from enhanced_tx.evaluation.during_training import validation_references
+from enhanced_tx.generation.text import detokenize
 from enhanced_tx.runfolder import RunFolder
 from enhanced_tx.runtime.device import resolve_device, seed_everything
 from enhanced_tx.sweeps.job import run_identity
@@ -210,11 +209,9 @@ def training_callbacks(cfg: DictConfig, trainer: Trainer, tokenizer, data, val_s
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     decode = lambda ids: detokenize(tokenizer, ids)  # noqa: E731
-    prompts = [torch.tensor(tokenizer.encode(p, add_special_tokens=False)) for p in cfg.get("sample_prompts") or []]
+    prompts = list(cfg.get("sample_prompts") or [])
     if prompts:
-        callbacks.append(SampleContinuations(prompts, decode, bos_id=tokenizer.bos_token_id,
-                                             eos_id=tokenizer.eos_token_id,
-                                             max_new_tokens=trainer.sample_max_new_tokens))  # fmt: skip
+        callbacks.append(SampleContinuations(prompts, tokenizer, max_new_tokens=trainer.sample_max_new_tokens))
     if trainer.eval_generate:
         references = validation_references(data)
         if not references:

@@ -1,0 +1,61 @@
+"""Text in and out of the model, the one path of generation, evaluation and in-training samples: prompts ->
+padded source batch, generated rows -> cut at EOS -> text as written."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedTokenizerFast
+
+from enhanced_tx.data.encoding import encode_texts
+from enhanced_tx.errors import ConfigError
+
+
+def pad_sources(sources: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-d token tensors into `src [B, S]` and `src_mask [B, S]` (True = real token)."""
+    width = max(1, *(len(s) for s in sources))
+    src = torch.full((len(sources), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sources), width), dtype=torch.bool)
+    for i, s in enumerate(sources):
+        src[i, : len(s)] = s
+        mask[i, : len(s)] = True
+    return src, mask
+
+
+def encode_prompts(
+    tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], max_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts -> right-padded src [B, S] and src_mask [B, S], encoded as the training sources are (no
+    special tokens); a prompt longer than `max_len` tokens keeps its last `max_len`."""
+    ids = encode_texts(tokenizer, list(prompts))
+    if any(not row for row in ids):
+        raise ConfigError('prompt is empty; pass prompt="some text"')
+    for number, row in enumerate(ids):
+        if len(row) > max_len:
+            warnings.warn(
+                f"prompt {number} has {len(row)} tokens but the model accepts {max_len} "
+                f"(model.max_seq_len): keeping its last {max_len}",
+                stacklevel=2,
+            )
+    return pad_sources([torch.tensor(row[-max_len:], dtype=torch.long) for row in ids], tokenizer.pad_token_id)
+
+
+def cut_at_eos(row: list[int], eos_id: int) -> tuple[list[int], int]:
+    """(tokens before the first EOS, tokens generated including that EOS)."""
+    if eos_id in row:
+        end = row.index(eos_id)
+        return row[:end], end + 1
+    return row, len(row)
+
+
+def detokenize(tokenizer, ids: Sequence[int]) -> str:
+    """Token ids -> text as written: special tokens dropped, no "clean up" of spaces before punctuation
+    (references are raw text, so a cleaned hypothesis would be scored against text it never matched)."""
+    return tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def decode_rows(tokenizer: PreTrainedTokenizerFast, tokens: torch.Tensor, eos_id: int) -> list[str]:
+    """Generated tokens [B, n] (eos_id after EOS) -> one text per row, cut at its first EOS."""
+    return [detokenize(tokenizer, cut_at_eos(row, eos_id)[0]) for row in tokens.tolist()]
