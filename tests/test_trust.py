@@ -216,3 +216,37 @@ def test_a_truncated_tokenizer_file_is_one_line_naming_it(run_folder, tmp_path):
     with pytest.raises(DataError, match=r"tokenizer\.json is unreadable or truncated \(JSONDecodeError") as bad:
         load_saved_tokenizer(copy)
     assert str(copy / "tokenizer.json") in str(bad.value) and "\n" not in str(bad.value)
+
+
+# ----------------------------------------------------------------------------- sharded (DCP) checkpoints
+class _Boom:
+    def __reduce__(self):
+        return (record_call, ("from .metadata",))
+
+
+def test_a_dcp_index_round_trips_through_the_safe_reader(tmp_path):
+    import torch.distributed.checkpoint as dcp
+
+    from enhanced_tx.checkpoint.dcp_metadata import SafeFileSystemReader
+
+    source, target = torch.nn.Linear(4, 3).to(torch.bfloat16), torch.nn.Linear(4, 3).to(torch.bfloat16)
+    dcp.save({"model": source.state_dict(), "step": 7}, checkpoint_id=tmp_path / "dcp")
+    state = {"model": target.state_dict(), "step": 0}
+    dcp.load(state, storage_reader=SafeFileSystemReader(tmp_path / "dcp"))
+    target.load_state_dict(state["model"])
+    assert torch.equal(target.weight, source.weight) and state["step"] == 7
+
+
+def test_a_crafted_dcp_index_in_a_run_folder_runs_no_code(run_folder, tmp_path):
+    """A run's best.pt may point at its DCP shards, whose `.metadata` torch reads with pickle."""
+    import pickle
+
+    from enhanced_tx.checkpoint import CheckpointError
+
+    crafted = _crafted(run_folder, tmp_path, lambda config: None)
+    config = yaml.safe_load((crafted / "config.resolved.yaml").read_text())
+    save_checkpoint({"step": 1, "dcp": "dcp/step_1", "config": config}, crafted / "checkpoints" / "best.pt")
+    (crafted / "checkpoints" / "dcp" / "step_1").mkdir(parents=True)
+    (crafted / "checkpoints" / "dcp" / "step_1" / ".metadata").write_bytes(pickle.dumps(_Boom()))
+    with pytest.raises(CheckpointError, match=f"names {RECORD}, which a checkpoint index never holds"):
+        load_run(crafted, "best")

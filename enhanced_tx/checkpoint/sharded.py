@@ -33,6 +33,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 
+from enhanced_tx.checkpoint.dcp_metadata import SafeFileSystemReader
 from enhanced_tx.checkpoint.format import load_checkpoint
 from enhanced_tx.checkpoint.manager import CheckpointManager
 from enhanced_tx.errors import CheckpointError
@@ -93,7 +94,7 @@ def load(state: dict, path: str | os.PathLike, model: nn.Module, optimizer=None)
         target = {"model": model_state, "optimizer": optimizer_state}
     with warnings.catch_warnings():  # "torch.distributed is ... uninitialized, assuming ... a single process"
         warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process.*")
-        dcp.load(target, checkpoint_id=source)
+        dcp.load(target, storage_reader=SafeFileSystemReader(source))  # its index unpickled safely
     if optimizer is None:
         set_model_state_dict(model, model_state)
     else:
