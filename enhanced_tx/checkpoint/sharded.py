@@ -11,8 +11,8 @@ So `trainer.resume=auto|last|best|PATH` works as for any run, and the shards loa
 or in a single process (DCP reshards on load). `python -m enhanced_tx.training.convert RUN_DIR` turns one
 into a weights-only `.safetensors` file.
 
-Security: DCP reads its `.metadata` file with pickle, which can run code. Load sharded checkpoints only
-from your own runs; share models as `.safetensors`.
+Security: DCP keeps its index (`.metadata`) as a pickle; it is read with `dcp_metadata.SafeFileSystemReader`,
+which admits only the names an index holds, so a crafted folder runs no code. Share models as `.safetensors`.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ Runs in one process, at any world size the checkpoint was written at. The model 
 (`best.safetensors`, `step_400.safetensors`, ...); `run_generate.py run=RUN_DIR checkpoint=best.safetensors`
 reads it. FSDP runs also write `model.safetensors` (the final weights) when training ends.
 
-Sharded checkpoints are read with torch.distributed.checkpoint, whose metadata is a pickle: convert only
-checkpoints from your own runs, and share the `.safetensors` file.
+Sharded checkpoints are read with torch.distributed.checkpoint; its index (a pickle) is read with only the names
+an index holds (`enhanced_tx/checkpoint/dcp_metadata.py`), and the run's config builds only shipped classes.
 """
 
 from __future__ import annotations
