@@ -20,7 +20,7 @@ from enhanced_tx.overrides import check_group_options
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 @guarded
 def main(cfg: DictConfig) -> None:
-    from enhanced_tx.evaluation.run import evaluate
+    from enhanced_tx.tasks.evaluate import evaluate
 
     evaluate(cfg)
 

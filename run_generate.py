@@ -18,7 +18,7 @@ from enhanced_tx.overrides import check_group_options
 @hydra.main(version_base="1.3", config_path="conf", config_name="generate")
 @guarded
 def main(cfg: DictConfig) -> None:
-    from enhanced_tx.generation.run import generate_text
+    from enhanced_tx.tasks.generate import generate_text
 
     generate_text(cfg)
 

@@ -9,11 +9,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import enhanced_tx.evaluation.decoding as eval_decoding
-import enhanced_tx.generation.run as generation_run
-from enhanced_tx.evaluation.run import evaluate
+import enhanced_tx.tasks.generate as generation_run
 from enhanced_tx.generation.loading import load_run
-from enhanced_tx.generation.run import generate_text
 from enhanced_tx.runfolder import RunFolder
+from enhanced_tx.tasks.evaluate import evaluate
+from enhanced_tx.tasks.generate import generate_text
 
 from .conftest import CONF_DIR
 from .test_generation_loading import trained_run  # noqa: F401 (the module's tiny trained run)

@@ -13,7 +13,7 @@ import torch
 
 from enhanced_tx.data import PairsData
 from enhanced_tx.evaluation import MetricSettings, corpus_scores
-from enhanced_tx.evaluation.run import evaluate
+from enhanced_tx.tasks.evaluate import evaluate
 from enhanced_tx.tasks.train import train
 from enhanced_tx.tracking import read_jsonl
 from enhanced_tx.tracking.logger import MetricLogger

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from enhanced_tx.cli import guarded
-from enhanced_tx.evaluation.run import evaluate
+from enhanced_tx.tasks.evaluate import evaluate
 from enhanced_tx.tasks.train import train
 
 from .conftest import TINY_TRAIN, compose_train

@@ -20,7 +20,8 @@ from enhanced_tx.data.tokenizers import ByteTokenizer
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.generation import GreedySampler, MultinomialSampler, generate
 from enhanced_tx.generation.loading import find_latest_run, load_run, resolve_run_dir
-from enhanced_tx.generation.run import TextStream, decode_rows, encode_prompts, generate_text
+from enhanced_tx.generation.text import TextStream, decode_rows, encode_prompts
+from enhanced_tx.tasks.generate import generate_text
 from enhanced_tx.tasks.train import train
 
 from .conftest import CONF_DIR, TINY_TRAIN, compose_train
@@ -165,7 +166,7 @@ def test_several_return_sequences_from_a_deterministic_sampler_are_refused(train
 
 
 def test_a_prompts_file_keeps_each_prompt_as_written(tmp_path):
-    from enhanced_tx.generation.run import read_prompts_file
+    from enhanced_tx.generation.prompts import read_prompts_file
 
     path = tmp_path / "prompts.txt"
     path.write_bytes("\ufeffHello\r\n\r\n  two spaces \r\ncaf\u00e9\u2028x\n".encode())

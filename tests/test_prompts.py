@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from enhanced_tx.errors import ConfigError
-from enhanced_tx.generation.run import prompt_list
+from enhanced_tx.generation.prompts import prompt_list
 
 
 def test_scalars_hydra_parses_as_numbers_or_booleans_are_text():

@@ -1,4 +1,4 @@
-"""Validation loss and perplexity of a model on a dataset (text / sample data: the continuation objective)."""
+"""Loss and perplexity of a model on a dataset (text / sample data), by the trainer's Evaluator: one loss path."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from enhanced_tx.data.collate import Collator
-from enhanced_tx.training.loss import token_loss_sum
+from enhanced_tx.training.distributed import SingleProcess
+from enhanced_tx.training.evaluator import Evaluator
+from enhanced_tx.training.precision import Precision
 
 
-@torch.inference_mode()
 def evaluate_loss(
     model: nn.Module,
     dataset: Dataset,
@@ -29,18 +30,14 @@ def evaluate_loss(
         from enhanced_tx.errors import ConfigError
 
         raise ConfigError("the evaluation data holds no complete window; use a longer file or shorter data lengths")
-    model.eval()
-    total, targets, tokens = 0.0, 0, 0
+    evaluator = Evaluator(dataset, collator, batch_size=batch_size, max_batches=None, precision=Precision(),
+                          device=device, strategy=SingleProcess())  # fmt: skip
     began = time.perf_counter()
-    starts = range(0, len(dataset), batch_size)
-    for start in tqdm(starts, desc="loss", unit="batch", disable=not progress, dynamic_ncols=True):
-        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]).to(device)
-        logits = model(batch.src, batch.tgt_in, batch.src_mask)
-        total += float(token_loss_sum(logits, batch.labels).double())
-        targets += int(batch.num_tgt_tokens)
-        tokens += int(batch.num_tokens)
+    with tqdm(total=math.ceil(len(dataset) / batch_size), desc="loss", unit="batch", disable=not progress,
+              dynamic_ncols=True) as bar:  # fmt: skip
+        totals = evaluator.totals(model, progress=bar.update)
     seconds = time.perf_counter() - began
-    loss = total / max(targets, 1)
+    loss, targets, tokens = totals.loss, totals.targets, totals.tokens
     return {
         "loss": loss,
         "perplexity": math.exp(min(loss, 50.0)),

@@ -3,8 +3,10 @@ padded source batch, generated rows -> cut at EOS -> text as written."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 import torch
 from transformers import PreTrainedTokenizerFast
@@ -59,3 +61,35 @@ def detokenize(tokenizer, ids: Sequence[int]) -> str:
 def decode_rows(tokenizer: PreTrainedTokenizerFast, tokens: torch.Tensor, eos_id: int) -> list[str]:
     """Generated tokens [B, n] (eos_id after EOS) -> one text per row, cut at its first EOS."""
     return [detokenize(tokenizer, cut_at_eos(row, eos_id)[0]) for row in tokens.tolist()]
+
+
+class TextStream:
+    """`on_token` callback for one prompt: prints the text as it grows, up to EOS; `finish()` ends the line."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerFast, eos_id: int, out: TextIO | None = None) -> None:
+        self.tokenizer, self.eos_id = tokenizer, eos_id
+        self.out = out if out is not None else sys.stdout  # looked up now: redirections made after import apply
+        self.ids: list[int] = []
+        self.printed = ""
+        self.ended = False
+
+    def __call__(self, step: int, tokens: torch.Tensor) -> None:
+        token = int(tokens[0])  # a host sync per token: streaming to a terminal needs the value anyway
+        self.ended = self.ended or token == self.eos_id
+        if not self.ended:
+            self.ids.append(token)
+            # A trailing U+FFFD may be the first bytes of a character still being generated: hold it back.
+            self._write(self._text().rstrip("\ufffd"))
+
+    def finish(self) -> None:
+        self._write(self._text())
+        self.out.write("\n")
+        self.out.flush()
+
+    def _text(self) -> str:
+        return detokenize(self.tokenizer, self.ids)
+
+    def _write(self, text: str) -> None:
+        self.out.write(text[len(self.printed) :])
+        self.out.flush()
+        self.printed = text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,8 +15,19 @@ from enhanced_tx.training.precision import Precision
 from enhanced_tx.training.strategy import Strategy
 
 
+@dataclass
+class LossTotals:
+    loss_sum: float  # summed cross-entropy over the target tokens (all ranks)
+    targets: int
+    tokens: int  # non-padding source + target tokens
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.targets, 1)
+
+
 class Evaluator:
-    """Mean cross-entropy per target token over up to `max_batches` validation batches (fixed order)."""
+    """Mean cross-entropy per target token over up to `max_batches` batches (None: all) in a fixed order."""
 
     def __init__(
         self,
@@ -23,7 +35,7 @@ class Evaluator:
         collator: Collator,
         *,
         batch_size: int,
-        max_batches: int,
+        max_batches: int | None,
         precision: Precision,
         device: torch.device,
         strategy: Strategy,
@@ -33,21 +45,26 @@ class Evaluator:
         self.batch_size, self.max_batches, self.max_tokens = batch_size, max_batches, max_tokens
         self.precision, self.device, self.strategy = precision, device, strategy
 
-    @torch.no_grad()
     def validation_loss(self, model: nn.Module) -> float:
+        return self.totals(model).loss
+
+    @torch.no_grad()
+    def totals(self, model: nn.Module, progress: Any = None) -> LossTotals:
+        """Summed loss, target and token counts; `progress(batches)` is called after each batch if given."""
         model.eval()
-        total = torch.zeros((), device=self.device, dtype=torch.float64)
-        count = torch.zeros((), device=self.device, dtype=torch.float64)
+        sums = torch.zeros(3, device=self.device, dtype=torch.float64)  # loss, targets, tokens
         for i, indices in enumerate(self._sampler()):
-            if i >= self.max_batches:
+            if self.max_batches is not None and i >= self.max_batches:
                 break
             batch = self.collator([self.val_set[j] for j in indices]).to(self.device)
             with self.precision.autocast(self.device):
                 logits = model(batch.src, batch.tgt_in, batch.src_mask)
-            total += token_loss_sum(logits, batch.labels)
-            count += batch.num_tgt_tokens
-        total, count = self.strategy.all_reduce(torch.stack([total, count])).tolist()
-        return total / max(count, 1.0)
+            sums += torch.stack([token_loss_sum(logits, batch.labels).double(), batch.num_tgt_tokens.double(),
+                                 batch.num_tokens.double()])  # fmt: skip
+            if progress is not None:
+                progress(1)
+        loss_sum, targets, tokens = self.strategy.all_reduce(sums).tolist()
+        return LossTotals(loss_sum, int(targets), int(tokens))
 
     def _sampler(self) -> EpochBatchSampler:
         return EpochBatchSampler(

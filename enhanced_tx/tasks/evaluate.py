@@ -1,4 +1,4 @@
-"""`evaluate(cfg)`: the task behind `run_eval.py` (score a trained run on a test file, record, report)."""
+"""`evaluate(cfg)`: the composition root of `run_eval.py` (score a trained run on a test file, record, report)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from enhanced_tx.evaluation.records import (
 from enhanced_tx.evaluation.tracking import log_to_run
 from enhanced_tx.evaluation.translation import evaluate_translation
 from enhanced_tx.generation.loading import LoadedRun, load_run, resolve_run_dir
-from enhanced_tx.training.setup import resolve_device
+from enhanced_tx.runtime.device import resolve_device
 
 TRANSLATION_METRICS = ("bleu", "chrf", "exact_match", "mean_output_tokens", "tokens_per_s", "count")
 LOSS_METRICS = ("loss", "perplexity", "target_tokens", "tokens_per_s")
@@ -40,7 +40,8 @@ def evaluate(cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     precision = instantiate(cfg.precision)
     precision.check_device(device)
-    run = load_run(resolve_run_dir(cfg.run, cfg.runs_root), cfg.checkpoint, device=device, dtype=precision.dtype)
+    run_dir = resolve_run_dir(cfg.run, cfg.runs_root, cfg.get("sweep"))
+    run = load_run(run_dir, cfg.checkpoint, device=device, dtype=precision.dtype)
     info = checkpoint_info(run.run_dir, run.weights)
     data = instantiate(cfg.data)
     name = output_name(cfg.get("name"), getattr(data, "path", None))
