@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sections",
         type=_list(SECTIONS),
-        default=["peak", "train", "generate", "memory"],
+        default=["peak", "train", "generate", "memory", "tokenize"],
         help=f"any of {','.join(SECTIONS)} (levers: one A/B per optimisation, slow)",
     )
     p.add_argument("--models", type=_list(tuple(BUILDERS)), default=list(BUILDERS), help="ours,bart,t5,nn.Transformer")
@@ -86,5 +86,5 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     )
     if args.quick:
         cfg.sizes, cfg.steps, cfg.new_tokens, cfg.gen_batches, cfg.repeats = ["tiny"], 1, 8, [1], 1
-        cfg.peak_size = 512
+        cfg.peak_size, cfg.tokenize_mb = 512, 2.0
     return cfg

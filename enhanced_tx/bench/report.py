@@ -7,6 +7,7 @@ from enhanced_tx.bench.machine import one_line
 from enhanced_tx.bench.peers import BART, PEERS
 from enhanced_tx.bench.runner import Results
 from enhanced_tx.bench.table import Table, fmt, ratio
+from enhanced_tx.bench.tokenizing import tokenize_table
 
 
 def peak_table(results: Results) -> Table:
@@ -130,6 +131,8 @@ def tables(results: Results) -> list[Table]:
         out.append(memory_table(results))
     if results.levers:
         out.append(lever_table(results))
+    if results.tokenize:
+        out.append(tokenize_table(results.tokenize))
     if evaluate(results):
         out.append(goal_table(results))
     if results.contention:

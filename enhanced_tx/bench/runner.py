@@ -15,16 +15,17 @@ from enhanced_tx.bench.peak import Peak, best_peak, measure_peaks
 from enhanced_tx.bench.peers import BART, BUILDERS, OURS, Contender, build_ours
 from enhanced_tx.bench.shapes import SHAPES, Shape
 from enhanced_tx.bench.timing import Contention
+from enhanced_tx.bench.tokenizing import TokenizeResult, measure_tokenizing
 from enhanced_tx.bench.training import TrainOptions, TrainResult, measure_training
 
-SECTIONS = ("peak", "train", "generate", "memory", "levers")
+SECTIONS = ("peak", "train", "generate", "memory", "levers", "tokenize")
 
 
 @dataclass
 class BenchConfig:
     sizes: list[str] = field(default_factory=lambda: ["tiny", "small"])
     dtypes: list[str] = field(default_factory=lambda: ["fp32", "bf16"])
-    sections: list[str] = field(default_factory=lambda: ["peak", "train", "generate", "memory"])
+    sections: list[str] = field(default_factory=lambda: ["peak", "train", "generate", "memory", "tokenize"])
     models: list[str] = field(default_factory=lambda: [OURS, *BUILDERS.keys() - {OURS}])
     steps: int = 5
     device: str = "cpu"
@@ -35,6 +36,7 @@ class BenchConfig:
     new_tokens: int = 128
     gen_src_len: int = 64
     repeats: int = 3
+    tokenize_mb: float = 50.0  # the tokenize section: megabytes of text tokenized
     peak_size: int | None = None  # matmul edge for the peak (default: 2048 on CPUs, 8192 on GPUs)
 
 
@@ -47,6 +49,7 @@ class Results:
     generate: list[GenResult] = field(default_factory=list)
     memory: list[MemoryResult] = field(default_factory=list)
     levers: list[LeverResult] = field(default_factory=list)
+    tokenize: list[TokenizeResult] = field(default_factory=list)
     contention: dict[str, float | None] = field(default_factory=dict)  # section -> CPUs busy elsewhere
 
     def to_dict(self) -> dict:
@@ -61,6 +64,7 @@ class Results:
             "generate": GenResult,
             "memory": MemoryResult,
             "levers": LeverResult,
+            "tokenize": TokenizeResult,
         }
         fields = {key: [kind(**row) for row in data.get(key, [])] for key, kind in rows.items()}
         return cls(config=data["config"], machine=data["machine"], contention=data.get("contention", {}), **fields)
@@ -135,6 +139,9 @@ def run(cfg: BenchConfig, log=print) -> Results:  # noqa: ANN001
         log("measuring matmul peaks ...")
         dtypes = [d for d in cfg.dtypes if not (d == "fp16" and device.type == "cpu")]
         results.peaks = measure_peaks(dtypes, device, size=cfg.peak_size)
+    if "tokenize" in cfg.sections:
+        log(f"tokenize {cfg.tokenize_mb:g} MB ...")
+        results.tokenize = measure_tokenizing(cfg.tokenize_mb)
     for size in cfg.sizes:
         shape = SHAPES[size]
         for section in ("train", "generate", "memory", "levers"):
