@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -19,6 +20,7 @@ from enhanced_tx.errors import EnhancedTxError, one_line, unwrap
 from enhanced_tx.sweeps.dirnames import register_resolvers
 from enhanced_tx.sweeps.failures import FAILURE_FILE, clear_failure
 from enhanced_tx.sweeps.failures import record_failure as _write_failure
+from enhanced_tx.tracking.console_log import keep_console
 
 register_resolvers()  # ${short_dirname:...} in conf/hydra/default.yaml: before Hydra resolves a job folder
 
@@ -134,40 +136,56 @@ def guarded(task: Callable) -> Callable:
 
     @functools.wraps(task)
     def wrapper(cfg):
-        from enhanced_tx.sweeps.job import failed_job_value, hydra_config, limit_torch_threads
-        from enhanced_tx.training.preemption import TrainingInterrupted
-
-        full = os.environ.get("HYDRA_FULL_ERROR") == "1"
-        multirun = _in_multirun()
-        marker = Path(_output_dir(cfg)) / FAILURE_FILE if _output_dir(cfg) else None
-        previous_marker = marker.read_bytes() if marker is not None and marker.is_file() else None
-        if marker is not None:
-            clear_failure(marker.parent)  # a run started again in its folder (resume) is no longer failed
-        if multirun:
-            limit_torch_threads()
-        try:
-            return task(cfg)
-        except TrainingInterrupted as interrupted:
-            print(str(interrupted), file=sys.stderr)
-            raise SystemExit(interrupted.exit_code) from None  # in a sweep too: a signal stops the sweep
-        except Exception as error:
-            if multirun:
-                job = hydra_config().job
-                overrides = job.get("override_dirname") or "no overrides"
-                print(f"job {job.get('num')} ({overrides}) failed: {one_line(error)}", file=sys.stderr)
-                if _output_dir(cfg):
-                    record_failure(_output_dir(cfg), error)
-                if full:
-                    raise
-                return failed_job_value()  # not NaN: the Optuna sweeper crashes on NaN
-            if _refused_before_start(error):  # the folder holds another run: leave its record as it was
-                if previous_marker is not None:
-                    marker.write_bytes(previous_marker)
-            elif marker is not None and marker.parent.is_dir():
-                record_failure(marker.parent, error)  # the folder says "failed", not "a result"
-            if full or not isinstance(unwrap(error), _user_errors()):
-                raise
-            print(f"error: {one_line(error)}", file=sys.stderr)
-            raise SystemExit(1) from None
+        log = _console_log(cfg)
+        with keep_console(log) if log is not None else contextlib.nullcontext():
+            return _call(task, cfg)
 
     return wrapper
+
+
+def _console_log(cfg) -> Path | None:
+    """Where a training run keeps the console its user saw (rank 0 only: one writer per run folder)."""
+    if _output_dir(cfg) is None or os.environ.get("RANK", "0") != "0":
+        return None
+    from enhanced_tx.runfolder import RunFolder
+
+    return RunFolder(_output_dir(cfg)).log
+
+
+def _call(task: Callable, cfg):
+    """`task(cfg)` with the failure handling `guarded` describes."""
+    from enhanced_tx.sweeps.job import failed_job_value, hydra_config, limit_torch_threads
+    from enhanced_tx.training.preemption import TrainingInterrupted
+
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    multirun = _in_multirun()
+    marker = Path(_output_dir(cfg)) / FAILURE_FILE if _output_dir(cfg) else None
+    previous_marker = marker.read_bytes() if marker is not None and marker.is_file() else None
+    if marker is not None:
+        clear_failure(marker.parent)  # a run started again in its folder (resume) is no longer failed
+    if multirun:
+        limit_torch_threads()
+    try:
+        return task(cfg)
+    except TrainingInterrupted as interrupted:
+        print(str(interrupted), file=sys.stderr)
+        raise SystemExit(interrupted.exit_code) from None  # in a sweep too: a signal stops the sweep
+    except Exception as error:
+        if multirun:
+            job = hydra_config().job
+            overrides = job.get("override_dirname") or "no overrides"
+            print(f"job {job.get('num')} ({overrides}) failed: {one_line(error)}", file=sys.stderr)
+            if _output_dir(cfg):
+                record_failure(_output_dir(cfg), error)
+            if full:
+                raise
+            return failed_job_value()  # not NaN: the Optuna sweeper crashes on NaN
+        if _refused_before_start(error):  # the folder holds another run: leave its record as it was
+            if previous_marker is not None:
+                marker.write_bytes(previous_marker)
+        elif marker is not None and marker.parent.is_dir():
+            record_failure(marker.parent, error)  # the folder says "failed", not "a result"
+        if full or not isinstance(unwrap(error), _user_errors()):
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        raise SystemExit(1) from None

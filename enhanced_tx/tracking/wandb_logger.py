@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import sys
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from enhanced_tx.errors import ConfigError
+from enhanced_tx.runfolder import RunFolder
+from enhanced_tx.tracking.console_log import into_log_only
 
 from .logger import MetricLogger
 from .wandb_mode import resolve_wandb_mode, wandb_api_key_configured
@@ -28,6 +33,8 @@ class WandbLogger(MetricLogger):
     ``mode=None`` runs online only when an API key is configured (``WANDB_API_KEY``, or a netrc entry
     for the W&B host) and offline otherwise; ``online``/``offline``/``disabled`` force it. W&B writes to
     ``<run_dir>/wandb/``. ``settings`` passes further ``wandb.Settings`` fields (e.g. ``console: "off"``).
+    ``quiet`` keeps W&B's own start and end banners (~34 lines a run) in the run folder's log and prints one
+    line instead: where the W&B run is, and for an offline run the command that uploads it.
     """
 
     def __init__(
@@ -38,6 +45,7 @@ class WandbLogger(MetricLogger):
         tags: Iterable[str] = (),
         notes: str | None = None,
         settings: Mapping[str, Any] | None = None,
+        quiet: bool = True,
     ) -> None:
         super().__init__()
         self.project = project
@@ -46,6 +54,7 @@ class WandbLogger(MetricLogger):
         self.tags = list(tags or ())
         self.notes = notes
         self.settings = dict(settings or {})
+        self.quiet = quiet
         self._run: Any = None
         self._run_id: str | None = None
         self.resolved_mode: str | None = None
@@ -93,7 +102,8 @@ class WandbLogger(MetricLogger):
             reinit="finish_previous",  # one process runs several jobs in a sweep
         )
         try:
-            self._run = wandb.init(**kwargs, settings=wandb.Settings(mode=mode, **self.settings))
+            with self._chatter():
+                self._run = wandb.init(**kwargs, settings=wandb.Settings(mode=mode, **self.settings))
         except (wandb.errors.CommError, wandb.errors.UsageError) as error:
             if mode != "online":
                 raise
@@ -110,8 +120,11 @@ class WandbLogger(MetricLogger):
                 file=sys.stderr,
             )
             mode = "offline"
-            self._run = wandb.init(**kwargs, settings=wandb.Settings(mode=mode, **self.settings))
+            with self._chatter():
+                self._run = wandb.init(**kwargs, settings=wandb.Settings(mode=mode, **self.settings))
         self.resolved_mode = mode
+        if self.quiet:
+            print(where_the_run_is(self._run, mode))
         self._run_id = self._run.id
         self._run.define_metric("val/loss", summary="min")
         # summary columns W&B's grouping and parallel-coordinates views read without setup
@@ -140,7 +153,20 @@ class WandbLogger(MetricLogger):
     def _backend_finish(self, exit_code: int) -> None:
         if self._run is not None:
             run, self._run = self._run, None
-            run.finish(exit_code=exit_code)
+            with self._chatter():
+                run.finish(exit_code=exit_code)
+
+    def _chatter(self) -> contextlib.AbstractContextManager:
+        """Where W&B's console output goes: the run folder's log when quiet, else the console."""
+        return into_log_only(RunFolder(self.run_dir).log) if self.quiet else contextlib.nullcontext()
+
+
+def where_the_run_is(run: Any, mode: str) -> str:
+    """The one line a quiet logger prints for a W&B run: its page online, else its folder and the upload command."""
+    if mode == "online":
+        return f"W&B: {run.url}"
+    folder = Path(run.dir).parent  # RUN/wandb/offline-run-DATE-ID (run.dir is its files/ folder)
+    return f"W&B offline run in {folder}; upload it with: wandb sync {shlex.quote(str(folder))}"
 
 
 def choice_tags(choices: Mapping[str, str | None]) -> list[str]:
