@@ -30,6 +30,7 @@ from typing import IO
 from enhanced_tx.errors import EnhancedTxError
 
 _STEP_NAME = re.compile(r"^step_\d+$")
+_CHECKPOINTS = "checkpoints"
 
 
 class RunFolderLocked(EnhancedTxError, RuntimeError):
@@ -42,6 +43,12 @@ class RunFolder:
     def __init__(self, path: str | os.PathLike) -> None:
         self.root = Path(path)
         self._lock_file: IO[str] | None = None
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike) -> RunFolder:
+        """The run folder a weights or checkpoint file lies in (`RUN/checkpoints/x.pt`, `RUN/model.safetensors`)."""
+        path = Path(path)
+        return cls(path.parent.parent if path.parent.name == _CHECKPOINTS else path.parent)
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.root)!r})"
@@ -63,6 +70,11 @@ class RunFolder:
         return self.root / "config.resolved.yaml"
 
     @property
+    def hydra_record(self) -> Path:
+        """Hydra's record of the job (.hydra/hydra.yaml: the group choices, the command)."""
+        return self.root / ".hydra" / "hydra.yaml"
+
+    @property
     def run_info(self) -> Path:
         return self.root / "run_info.json"
 
@@ -73,7 +85,7 @@ class RunFolder:
     # weights and training state
     @property
     def checkpoints_dir(self) -> Path:
-        return self.root / "checkpoints"
+        return self.root / _CHECKPOINTS
 
     @property
     def weights(self) -> Path:
@@ -85,12 +97,7 @@ class RunFolder:
 
     def checkpoint(self, name: str | int) -> Path:
         """`checkpoints/<name>.pt` for `last`, `best`, `step_N` (or the step number N itself)."""
-        if isinstance(name, int) or str(name).isdigit():
-            name = f"step_{int(name)}"
-        name = str(name).removesuffix(".pt")
-        if "/" in name or name.startswith("."):
-            raise EnhancedTxError(f"checkpoint name {name!r} is not a name inside {self.checkpoints_dir}")
-        return self.checkpoints_dir / f"{name}.pt"
+        return checkpoint_file(self.checkpoints_dir, name)
 
     @staticmethod
     def is_step_checkpoint(path: Path) -> bool:
@@ -196,6 +203,16 @@ class RunFolder:
     @property
     def is_locked_by_me(self) -> bool:
         return self._lock_file is not None
+
+
+def checkpoint_file(directory: Path, name: str | int) -> Path:
+    """`<directory>/<name>.pt` of a checkpoints folder: `last`, `best`, `step_N` (or the step number N)."""
+    if isinstance(name, int) or str(name).isdigit():
+        name = f"step_{int(name)}"
+    name = str(name).removesuffix(".pt")
+    if "/" in name or name.startswith("."):
+        raise EnhancedTxError(f"checkpoint name {name!r} is not a name inside {directory}")
+    return Path(directory) / f"{name}.pt"
 
 
 def _read_pid(path: Path) -> int | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from enhanced_tx.checkpoint.atomic import atomic_copy
 from enhanced_tx.checkpoint.format import read_verified, save_checkpoint
 from enhanced_tx.errors import CheckpointError
+from enhanced_tx.runfolder import checkpoint_file
 
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
@@ -26,14 +27,14 @@ class CheckpointManager:
 
     @property
     def last(self) -> Path:
-        return self.directory / "last.pt"
+        return checkpoint_file(self.directory, "last")
 
     @property
     def best(self) -> Path:
-        return self.directory / "best.pt"
+        return checkpoint_file(self.directory, "best")
 
     def step_path(self, step: int) -> Path:
-        return self.directory / f"step_{step}.pt"
+        return checkpoint_file(self.directory, step)
 
     def save(self, state: dict, step: int, is_best: bool = False) -> Path:
         """Write ``step_{step}.pt``, then ``last.pt`` (and ``best.pt``); prune old step files."""

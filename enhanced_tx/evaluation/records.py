@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from enhanced_tx.checkpoint import CheckpointError, load_checkpoint
+from enhanced_tx.runfolder import RunFolder
 from enhanced_tx.tracking.jsonl import read_jsonl, to_jsonable
 from enhanced_tx.trusted_targets import check_run_id
-
-EVAL_DIR = "eval"
 
 
 def output_name(name: str | None, data_path: str | None) -> str:
@@ -42,7 +41,7 @@ def write_record(path: Path, record: Mapping[str, Any]) -> None:
 def checkpoint_info(run_dir: Path, weights: Path) -> dict[str, Any]:
     """{"step", "logger_run_id"} of the weights' checkpoint; for a weights-only file (model.safetensors,
     written at the end of training) those of `checkpoints/last.pt`. Empty when neither is readable."""
-    for path in (weights, run_dir / "checkpoints" / "last.pt"):
+    for path in (weights, RunFolder(run_dir).checkpoint("last")):
         if path.suffix != ".pt" or not path.is_file():
             continue
         try:
@@ -58,10 +57,10 @@ def next_log_step(run_dir: Path) -> int:
     """A step after everything the run has logged (training and earlier evaluations): W&B drops values
     logged at a step below the run's current one, so each evaluation takes the next free step."""
     steps = [-1]
-    metrics = run_dir / "metrics.jsonl"
+    metrics = RunFolder(run_dir).metrics
     if metrics.is_file():
         steps += [r["step"] for r in read_jsonl(metrics) if isinstance(r.get("step"), int)]
-    for record in (run_dir / EVAL_DIR).glob("*.json"):
+    for record in RunFolder(run_dir).eval_dir.glob("*.json"):
         try:
             step = json.loads(record.read_text(encoding="utf-8")).get("log_step")
         except (OSError, ValueError, AttributeError):

@@ -14,7 +14,7 @@ from enhanced_tx.trusted_targets import instantiate_trusted
 
 def run_choices(run_dir: Path) -> dict[str, str]:
     """The config-group choices the run trained with (from Hydra's record, `.hydra/hydra.yaml`)."""
-    path = run_dir / ".hydra" / "hydra.yaml"
+    path = RunFolder(run_dir).hydra_record
     if not path.is_file():
         return {}
     choices = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.choices") or {}
@@ -42,7 +42,7 @@ def log_to_run(
     logger = instantiate_trusted(run_config, "logger", str(RunFolder(run_dir).resolved_config))  # a saved config
     choices = run_choices(run_dir)
     logger.start(
-        run_dir=run_dir / "eval",
+        run_dir=RunFolder(run_dir).eval_dir,
         config={},  # a resumed W&B run keeps its training config; only `choices` is (re)set, unchanged
         choices=choices,
         tags=[f"{k}={v}" for k, v in sorted(choices.items())],

@@ -8,7 +8,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-FAILURE_FILE = "FAILED.json"
+from enhanced_tx.runfolder import RunFolder
+
+FAILURE_FILE = RunFolder(".").failed.name
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from enhanced_tx.evaluation.during_training import default_max_new_tokens
 from enhanced_tx.evaluation.language_model import evaluate_loss
 from enhanced_tx.evaluation.metrics import MetricSettings
 from enhanced_tx.evaluation.records import (
-    EVAL_DIR,
     checkpoint_info,
     next_log_step,
     output_name,
@@ -27,6 +26,7 @@ from enhanced_tx.evaluation.records import (
 from enhanced_tx.evaluation.tracking import log_to_run
 from enhanced_tx.evaluation.translation import evaluate_translation
 from enhanced_tx.generation.loading import LoadedRun, load_run, resolve_run_dir
+from enhanced_tx.runfolder import RunFolder
 from enhanced_tx.runtime.device import resolve_device
 
 TRANSLATION_METRICS = ("bleu", "chrf", "exact_match", "mean_output_tokens", "tokens_per_s", "count")
@@ -57,7 +57,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "device": str(device),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    folder = run.run_dir / EVAL_DIR
+    folder = RunFolder(run.run_dir).eval_dir
     rows = None
     if isinstance(data, PairsData):
         rows, scores = _translation(cfg, run, data, device)

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from enhanced_tx.runfolder import RunFolder
+
 from .jsonl import JsonlWriter, to_jsonable
 
 
@@ -45,7 +47,7 @@ class MetricLogger:
             raise RuntimeError("this logger is already started; call finish() before starting another run")
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._metrics = JsonlWriter(self.run_dir / "metrics.jsonl")
+        self._metrics = JsonlWriter(RunFolder(self.run_dir).metrics)
         self._backend_start(
             config=plain_config(config),
             choices=dict(choices or {}),
@@ -65,7 +67,7 @@ class MetricLogger:
         """Log a table (e.g. generated samples) under ``key``."""
         self._require(self._metrics)
         if self._tables is None:
-            self._tables = JsonlWriter(self.run_dir / "tables.jsonl")
+            self._tables = JsonlWriter(RunFolder(self.run_dir).tables)
         rows = [list(to_jsonable(list(row))) for row in rows]
         self._tables.write({"key": key, "columns": list(columns), "rows": rows}, step)
         self._backend_log_table(key, list(columns), rows, step)
@@ -75,7 +77,7 @@ class MetricLogger:
         self._require(self._metrics)
         values = {k: to_jsonable(v) for k, v in values.items()}
         self._summary.update(values)
-        (self.run_dir / "summary.json").write_text(json.dumps(self._summary, indent=2, default=str) + "\n")
+        RunFolder(self.run_dir).summary.write_text(json.dumps(self._summary, indent=2, default=str) + "\n")
         self._backend_summary(values)
 
     def finish(self, exit_code: int = 0) -> None:

@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from enhanced_tx.runfolder import RunFolder
+
 PACKAGES = (
     "enhanced-tx",
     "torch",
@@ -55,7 +57,7 @@ def collect_run_info(repo_dir: str | os.PathLike | None = None) -> dict[str, Any
 
 def write_run_info(run_dir: str | os.PathLike, repo_dir: str | os.PathLike | None = None) -> Path:
     """Write ``<run_dir>/run_info.json`` and return its path."""
-    path = Path(run_dir) / "run_info.json"
+    path = RunFolder(run_dir).run_info
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(collect_run_info(repo_dir), indent=2, default=str) + "\n", encoding="utf-8")
     return path

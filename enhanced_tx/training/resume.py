@@ -97,8 +97,7 @@ class ResumePoint:
     @property
     def run_dir(self) -> Path:
         """The run folder the checkpoint belongs to (`RUN/checkpoints/x.pt`), or the file's folder."""
-        in_checkpoints = self.path.parent.name == RunFolder(self.path.parent.parent).checkpoints_dir.name
-        return self.path.parent.parent if in_checkpoints else self.path.parent
+        return RunFolder.of_file(self.path).root
 
 
 def find_resume_point(spec: str | os.PathLike | None, run_dir: Path) -> ResumePoint | None:

@@ -12,20 +12,21 @@ from pathlib import Path
 from torch import nn
 
 from enhanced_tx.checkpoint import CheckpointError, load_model_weights
-
-# Looked for, in this order, when init_from names a run folder.
-RUN_FILES = ("checkpoints/best.pt", "checkpoints/last.pt", "model.safetensors")
+from enhanced_tx.runfolder import RunFolder, checkpoint_file
 
 
 def resolve_init_from(spec: str | os.PathLike) -> Path:
     """A run folder (its best.pt, else last.pt, else model.safetensors), a checkpoints/ folder, or a file."""
     path = Path(spec).expanduser()
     if path.is_dir():
-        candidates = [path / name for name in RUN_FILES] + [path / "best.pt", path / "last.pt"]
+        run = RunFolder(path)  # looked for in this order; or path is a checkpoints/ folder itself
+        candidates = [run.checkpoint("best"), run.checkpoint("last"), run.weights]
+        candidates += [checkpoint_file(path, "best"), checkpoint_file(path, "last")]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
+            names = ", ".join(str(c.relative_to(path)) for c in candidates[:3])
             raise CheckpointError(
-                f"trainer.init_from={spec}: found none of {', '.join(RUN_FILES)} in {path}; "
+                f"trainer.init_from={spec}: found none of {names} in {path}; "
                 "pass a run folder or a checkpoint/weights file"
             )
         return found
@@ -34,14 +35,9 @@ def resolve_init_from(spec: str | os.PathLike) -> Path:
     return path
 
 
-def source_run_dir(weights: Path) -> Path:
-    """The run folder a weights file belongs to (`RUN/checkpoints/x.pt` or `RUN/model.safetensors`)."""
-    return weights.parent.parent if weights.parent.name == "checkpoints" else weights.parent
-
-
 def source_tokenizer_dir(spec: str | os.PathLike) -> Path | None:
     """The source run's saved tokenizer, which a warm-started run must use (same token ids); None if absent."""
-    folder = source_run_dir(resolve_init_from(spec)) / "tokenizer"
+    folder = RunFolder.of_file(resolve_init_from(spec)).tokenizer_dir
     return folder if (folder / "tokenizer.json").is_file() else None
 
 
