@@ -16,7 +16,6 @@ from enhanced_tx.data.objectives import add_objective_tokens
 from enhanced_tx.data.tokenizers import load_saved_tokenizer
 from enhanced_tx.errors import EnhancedTxError
 from enhanced_tx.evaluation.during_training import validation_references
-from enhanced_tx.generation.text import detokenize
 from enhanced_tx.runfolder import RunFolder
 from enhanced_tx.runtime.device import resolve_device, seed_everything
 from enhanced_tx.sweeps.job import run_identity
@@ -208,7 +207,6 @@ def training_callbacks(cfg: DictConfig, trainer: Trainer, tokenizer, data, val_s
     from enhanced_tx.generation.samples import SampleContinuations
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    decode = lambda ids: detokenize(tokenizer, ids)  # noqa: E731
     prompts = list(cfg.get("sample_prompts") or [])
     if prompts:
         callbacks.append(SampleContinuations(prompts, tokenizer, max_new_tokens=trainer.sample_max_new_tokens))
@@ -222,10 +220,8 @@ def training_callbacks(cfg: DictConfig, trainer: Trainer, tokenizer, data, val_s
         max_new = trainer.eval_generate_max_new_tokens or default_max_new_tokens(
             model.max_seq_len, cfg.data.get("max_tgt_len")
         )
-        ids = {"bos_id": tokenizer.bos_token_id, "eos_id": tokenizer.eos_token_id, "pad_id": tokenizer.pad_token_id}
-        callbacks.append(GenerationMetrics(val_set, references, trainer.eval_generate, special_ids=ids,
-                                           decode_tokens=decode, batch_size=trainer.batch_size,
-                                           max_new_tokens=max_new))  # fmt: skip
+        callbacks.append(GenerationMetrics(val_set, references, trainer.eval_generate, tokenizer=tokenizer,
+                                           batch_size=trainer.batch_size, max_new_tokens=max_new))  # fmt: skip
     return callbacks
 
 
