@@ -68,3 +68,17 @@ def test_tokenizing_a_file_without_line_breaks_stays_bounded_by_its_size():
     (result,) = measure_tokenizing(corpus_mb=2, vocab_size=512, layouts=("one line",))
     assert result.tokens > 500_000
     assert result.growth_per_mb < 80, result
+
+
+def test_the_bench_reports_tokenizing_and_reads_its_json_back():
+    from enhanced_tx.bench import report
+    from enhanced_tx.bench.runner import Results
+    from enhanced_tx.bench.tokenizing import TokenizeResult
+
+    measured = [TokenizeResult("lines", 50.0, 12_701_000, 74.2, 465.0, 533.0)]
+    machine = {"cpu": "x", "cpus": 2, "cpu_isa": "avx2", "torch": "2", "transformers": "5", "date": "today"}
+    results = Results.from_dict(Results(config={}, machine=machine, tokenize=measured).to_dict())
+    assert results.tokenize == measured and measured[0].growth_per_mb == pytest.approx(68 / 50)
+    assert "Tokenizing a big text file" in report.text(results) and "| lines | 50 | 12701000 |" in report.markdown(
+        results
+    )
