@@ -1,7 +1,12 @@
-"""Throughput and model-FLOP utilisation (MFU) of the training steps since the last log line."""
+"""Throughput and model-FLOP utilisation (MFU) of the training steps since the last log line.
+
+An MFU above 1 cannot be: the peak it divides by was measured too low. It is then flagged once on the console
+(and the run's log) and perf/mfu is left out for the rest of the run rather than logged as a number.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from enhanced_tx.training.state import TrainingState
@@ -18,6 +23,7 @@ class ThroughputWindow:
     tokens: int = 0
     seconds: float = 0.0
     flops: float = 0.0
+    mfu_trusted: bool = True  # false once an MFU above 1 showed the peak to be wrong
 
     def add(self, loss_sum: float, targets: int, tokens: int, seconds: float, flops: float, finite: bool) -> None:
         if finite:  # a skipped (non-finite) step adds no loss
@@ -41,8 +47,20 @@ class ThroughputWindow:
             "perf/tokens": state.tokens,
             "perf/flops": state.flops,
             "perf/tflops_per_s": achieved / 1e12,
-            "perf/mfu": achieved / (self.peak_flops * self.world_size),
             "perf/train_minutes": state.train_seconds / 60,
         }
+        mfu = achieved / (self.peak_flops * self.world_size)
+        if mfu > 1 and self.mfu_trusted:  # more than the peak: the peak is wrong, so is every MFU of this run
+            self.mfu_trusted = False
+            print(
+                f"warning: MFU would read {mfu:.2f} (training achieved {achieved / 1e12:.3g} TFLOP/s on "
+                f"{self.world_size} device(s), above {self.world_size} x the {self.peak_flops / 1e12:.3g} TFLOP/s "
+                "matmul peak): a "
+                "measurement problem, not a result; perf/mfu is not logged for this run. "
+                "Set trainer.peak_flops=<the device's FLOP/s> to get MFU",
+                file=sys.stderr,
+            )
+        if self.mfu_trusted:
+            metrics["perf/mfu"] = mfu
         self.loss_sum, self.targets, self.tokens, self.seconds, self.flops = 0.0, 0, 0, 0.0, 0.0
         return metrics
