@@ -352,6 +352,58 @@ def test_beam_search_matches_hugging_face(length_penalty, early_stopping):
     assert [_until_eos(row) for row in ours.tolist()] == [_until_eos(row) for row in expected.tolist()]
 
 
+class _HFCachedStepper:
+    """Next-token scores from a Hugging Face seq2seq model through its own KV cache (encoder run once)."""
+
+    def __init__(self, model, src: torch.Tensor) -> None:
+        self.model, self.past = model, None
+        self.memory = model.get_encoder()(input_ids=src).last_hidden_state
+        self.batch_size, self.device = src.shape[0], src.device
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.model(
+            encoder_outputs=(self.memory,), decoder_input_ids=tokens, past_key_values=self.past, use_cache=True
+        )
+        self.past = out.past_key_values
+        return out.logits[:, -1].float()
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.memory, self.batch_size = self.memory[index], index.shape[0]
+        if self.past is not None:
+            self.past.reorder_cache(index)
+
+
+@pytest.mark.parametrize(
+    ("size", "batch", "eos_bias"),
+    [("tiny", 4, 2.0), ("tiny", 4, 4.0), pytest.param("small", 2, 4.0, marks=pytest.mark.slow)],
+    ids=["tiny-eos2", "tiny-eos4", "small-eos4"],
+)
+def test_beam_search_matches_hugging_face_at_the_bench_shapes(size, batch, eos_bias):
+    """The settings `make bench` times (5 beams, length_penalty 1.0, early stopping, 32-token sources) on BART
+    at the bench's sizes. Unit-gain random weights make the scores peaked and source-dependent, and the EOS bias
+    makes beams end at different steps; at these two biases a wrong length penalty, early-stopping rule or beam
+    count gives other sequences (checked when the test was written)."""
+    from enhanced_tx.bench.peers import build_bart
+    from enhanced_tx.bench.shapes import SHAPES
+
+    torch.manual_seed(0)
+    hf = build_bart(SHAPES[size]).model.eval()
+    hf.generation_config.update(
+        pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, decoder_start_token_id=BOS, forced_eos_token_id=None
+    )
+    with torch.no_grad():
+        for p in hf.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, p.shape[1] ** -0.5)
+        hf.final_logits_bias[0, EOS] = eos_bias
+    src = torch.randint(4, SHAPES[size].vocab, (batch, 32), generator=torch.Generator().manual_seed(0))
+    kwargs = dict(num_beams=5, length_penalty=1.0, early_stopping=True)
+    with torch.inference_mode():
+        expected = hf.generate(src, attention_mask=torch.ones_like(src), max_new_tokens=16, do_sample=False, **kwargs)
+        ours = BeamSearch(**kwargs).search(_HFCachedStepper(hf, src), max_new_tokens=16, bos_id=BOS, eos_id=EOS)
+    assert [_until_eos(row) for row in ours.tolist()] == [_until_eos(row) for row in expected[:, 1:].tolist()]
+
+
 # ----------------------------------------------------------------------------- sampler configs
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SAMPLER_CONFIGS = sorted(p.stem for p in (CONF / "sampler").glob("*.yaml"))

@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sections",
         type=_list(SECTIONS),
-        default=["peak", "train", "generate", "memory", "tokenize"],
+        default=["peak", "train", "generate", "beam", "memory", "tokenize"],
         help=f"any of {','.join(SECTIONS)} (levers: one A/B per optimisation, slow)",
     )
     p.add_argument("--models", type=_list(tuple(BUILDERS)), default=list(BUILDERS), help="ours,bart,t5,nn.Transformer")
@@ -53,6 +53,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-batches", type=_ints, default=[1, 8])
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--gen-src-len", type=int, default=64)
+    p.add_argument("--beam-batches", type=_ints, default=[1, 8], help="beam search: batch sizes (5 beams each)")
+    p.add_argument("--beam-new-tokens", type=int, default=64, help="beam search: steps (EOS ignored)")
+    p.add_argument("--beam-src-len", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3, help="timed generation calls per contender")
     p.add_argument(
         "--wait-quiet",
@@ -83,8 +86,12 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         new_tokens=args.new_tokens,
         gen_src_len=args.gen_src_len,
         repeats=args.repeats,
+        beam_batches=args.beam_batches,
+        beam_new_tokens=args.beam_new_tokens,
+        beam_src_len=args.beam_src_len,
     )
     if args.quick:
         cfg.sizes, cfg.steps, cfg.new_tokens, cfg.gen_batches, cfg.repeats = ["tiny"], 1, 8, [1], 1
+        cfg.beam_batches, cfg.beam_new_tokens = [1], 8
         cfg.peak_size, cfg.tokenize_mb = 512, 2.0
     return cfg

@@ -74,6 +74,15 @@ def evaluate(results: Results) -> list[tuple[Goal, float | None]]:
             _div(_gen(results, "small", 1, "bf16", OURS), _gen(results, "small", 1, "fp32", BART)),
         )
     )
+    bart_beam = {(r.size, r.batch): r.tokens_per_s for r in results.beam if r.model == BART}
+    for r in results.beam:
+        if r.model != BART:
+            checks.append(
+                (
+                    Goal(f"beam {r.size} B{r.batch} {r.model} vs BART", 2.0),
+                    _div(r.tokens_per_s, bart_beam.get((r.size, r.batch))),
+                )
+            )
     for r in results.memory:
         if r.model == OURS:
             checks.append((Goal(f"activation memory with checkpointing, {r.size} {r.dtype}", 0.35, True), r.ratio))

@@ -67,6 +67,29 @@ def generate_table(results: Results) -> Table:
     return table
 
 
+def beam_table(results: Results) -> Table:
+    columns = ["size", "batch", "model", "tok/s", "ms/step", "vs BART"]
+    table = Table("Beam search, 5 beams, length_penalty 1.0, early stopping (EOS ignored, fixed steps)", columns)
+    bart = {(r.size, r.batch): r for r in results.beam if r.model == BART}
+    for r in results.beam:
+        ref = bart.get((r.size, r.batch))
+        table.add(
+            r.size,
+            r.batch,
+            r.model,
+            r.tokens_per_s,
+            fmt(r.ms_per_step, 1),
+            ratio(r.tokens_per_s, ref and ref.tokens_per_s),
+        )
+    config = results.config
+    table.notes.append(
+        f"fp32, {config.get('beam_new_tokens')} steps from a {config.get('beam_src_len')}-token source; tok/s = batch "
+        "x steps / best whole call. ours: generate() packing its weights inside the call; ours (packed once): "
+        "the weights packed before the timed call, as in a process that generates many batches."
+    )
+    return table
+
+
 def memory_table(results: Results) -> Table:
     columns = ["size", "dtype", "model", "after fwd MB", "with ckpt MB", "ckpt / plain", "vs BART (plain)"]
     has_peak = any(r.peak_mb is not None for r in results.memory)
@@ -127,6 +150,8 @@ def tables(results: Results) -> list[Table]:
         out.append(train_table(results))
     if results.generate:
         out.append(generate_table(results))
+    if results.beam:
+        out.append(beam_table(results))
     if results.memory:
         out.append(memory_table(results))
     if results.levers:

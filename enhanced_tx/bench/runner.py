@@ -7,25 +7,26 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from enhanced_tx.bench.beam import BeamResult, beam_runners, measure_beam
 from enhanced_tx.bench.generation import GenResult, Runner, generator_for, measure_generation
 from enhanced_tx.bench.levers import LeverResult, generation_levers, training_levers
 from enhanced_tx.bench.machine import describe
 from enhanced_tx.bench.memory import CHECKPOINTABLE, MemoryResult, measure_memory
-from enhanced_tx.bench.peak import Peak, best_peak, measure_peaks
 from enhanced_tx.bench.peers import BART, BUILDERS, OURS, Contender, build_ours
 from enhanced_tx.bench.shapes import SHAPES, Shape
 from enhanced_tx.bench.timing import Contention
 from enhanced_tx.bench.tokenizing import TokenizeResult, measure_tokenizing
 from enhanced_tx.bench.training import TrainOptions, TrainResult, measure_training
+from enhanced_tx.runtime.peak import Peak, best_peak, measure_peaks
 
-SECTIONS = ("peak", "train", "generate", "memory", "levers", "tokenize")
+SECTIONS = ("peak", "train", "generate", "beam", "memory", "levers", "tokenize")
 
 
 @dataclass
 class BenchConfig:
     sizes: list[str] = field(default_factory=lambda: ["tiny", "small"])
     dtypes: list[str] = field(default_factory=lambda: ["fp32", "bf16"])
-    sections: list[str] = field(default_factory=lambda: ["peak", "train", "generate", "memory", "tokenize"])
+    sections: list[str] = field(default_factory=lambda: ["peak", "train", "generate", "beam", "memory", "tokenize"])
     models: list[str] = field(default_factory=lambda: [OURS, *BUILDERS.keys() - {OURS}])
     steps: int = 5
     device: str = "cpu"
@@ -36,6 +37,9 @@ class BenchConfig:
     new_tokens: int = 128
     gen_src_len: int = 64
     repeats: int = 3
+    beam_batches: list[int] = field(default_factory=lambda: [1, 8])
+    beam_new_tokens: int = 64
+    beam_src_len: int = 32
     tokenize_mb: float = 50.0  # the tokenize section: megabytes of text tokenized
     peak_size: int | None = None  # matmul edge for the peak (default: 2048 on CPUs, 8192 on GPUs)
 
@@ -47,6 +51,7 @@ class Results:
     peaks: list[Peak] = field(default_factory=list)
     train: list[TrainResult] = field(default_factory=list)
     generate: list[GenResult] = field(default_factory=list)
+    beam: list[BeamResult] = field(default_factory=list)
     memory: list[MemoryResult] = field(default_factory=list)
     levers: list[LeverResult] = field(default_factory=list)
     tokenize: list[TokenizeResult] = field(default_factory=list)
@@ -62,6 +67,7 @@ class Results:
             "peaks": Peak,
             "train": TrainResult,
             "generate": GenResult,
+            "beam": BeamResult,
             "memory": MemoryResult,
             "levers": LeverResult,
             "tokenize": TokenizeResult,
@@ -107,6 +113,17 @@ def _generate(shape: Shape, cfg: BenchConfig, results: Results) -> None:
         results.contention[f"generate {shape.name} B{batch}"] = contention.other_cpus
 
 
+def _beam(shape: Shape, cfg: BenchConfig, results: Results) -> None:
+    device = torch.device(cfg.device)
+    runners = beam_runners([build(name, shape, cfg) for name in (OURS, BART) if name in cfg.models])
+    for batch in cfg.beam_batches:
+        with Contention() as contention:
+            results.beam += measure_beam(
+                shape.name, runners, batch, shape.vocab, cfg.beam_src_len, cfg.beam_new_tokens, cfg.repeats, device
+            )
+        results.contention[f"beam {shape.name} B{batch}"] = contention.other_cpus
+
+
 def _memory(shape: Shape, cfg: BenchConfig, results: Results) -> None:
     device = torch.device(cfg.device)
     for name in cfg.models:
@@ -129,7 +146,7 @@ def _levers(shape: Shape, cfg: BenchConfig, results: Results) -> None:
     results.contention[f"levers {shape.name}"] = contention.other_cpus
 
 
-SECTION_RUNNERS = {"train": _train, "generate": _generate, "memory": _memory, "levers": _levers}
+SECTION_RUNNERS = {"train": _train, "generate": _generate, "beam": _beam, "memory": _memory, "levers": _levers}
 
 
 def run(cfg: BenchConfig, log=print) -> Results:  # noqa: ANN001
@@ -144,7 +161,7 @@ def run(cfg: BenchConfig, log=print) -> Results:  # noqa: ANN001
         results.tokenize = measure_tokenizing(cfg.tokenize_mb)
     for size in cfg.sizes:
         shape = SHAPES[size]
-        for section in ("train", "generate", "memory", "levers"):
+        for section in SECTION_RUNNERS:
             if section in cfg.sections:
                 log(f"{section} {size} ...")
                 torch.manual_seed(0)

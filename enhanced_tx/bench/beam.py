@@ -1,0 +1,109 @@
+"""Beam search throughput: ours (`BeamSearch` through the KV cache) against HF BART's `generate(num_beams=...)`.
+
+Both sides search with the same settings (5 beams, length_penalty=1.0, early_stopping=True) and run exactly
+`new_tokens` steps: ours with `eos_id=-1` (no token ends a beam, so every hypothesis finishes at the last
+step), BART with `min_new_tokens == max_new_tokens` (EOS suppressed, the same rule) and no forced EOS.
+Tokens/s counts the returned tokens (batch x new tokens) over the whole call, encoder included.
+
+Ours is measured twice: `generate()` as called once (it packs the weights into oneDNN's layout inside the
+call, about 1 s for the small model on one thread), and inside one outer `packed_weights()` block, as a
+process that generates many batches with the same weights keeps them packed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from enhanced_tx.bench.generation import NEVER
+from enhanced_tx.bench.peers import BART, OURS, Contender
+from enhanced_tx.bench.timing import Samples, time_once
+from enhanced_tx.model.linear import packed_weights
+
+BEAM_SETTINGS = dict(num_beams=5, length_penalty=1.0, early_stopping=True)
+OURS_PACKED_ONCE = "ours (packed once)"
+
+
+@dataclass
+class BeamResult:
+    size: str
+    batch: int
+    model: str
+    tokens_per_s: float
+    call_s: float
+    ms_per_step: float
+
+
+def ours_beam(model: torch.nn.Module) -> Callable[[Tensor, int], Tensor]:
+    from enhanced_tx.generation import BeamSearch, generate
+
+    sampler = BeamSearch(**BEAM_SETTINGS)
+
+    def run(src: Tensor, new_tokens: int) -> Tensor:
+        return generate(model, src, None, max_new_tokens=new_tokens, sampler=sampler, bos_id=1, eos_id=NEVER)
+
+    return run
+
+
+def bart_beam(model: torch.nn.Module) -> Callable[[Tensor, int], Tensor]:
+    model.generation_config.forced_eos_token_id = None
+
+    def run(src: Tensor, new_tokens: int) -> Tensor:
+        out = model.generate(
+            input_ids=src,
+            attention_mask=torch.ones_like(src),
+            do_sample=False,
+            min_new_tokens=new_tokens,
+            max_new_tokens=new_tokens,
+            **BEAM_SETTINGS,
+        )
+        return out[:, 1:]  # drop the decoder start token
+
+    return run
+
+
+def beam_runners(contenders: list[Contender]) -> dict[str, Callable[[Tensor, int], Tensor]]:
+    """name -> (src [B, S], new_tokens) -> [B, new_tokens], each over an fp32 eval-mode copy of the weights."""
+    runners = {}
+    for contender in contenders:
+        model = copy.deepcopy(contender.model).float().eval()
+        if contender.name == OURS:
+            runners[OURS] = runners[OURS_PACKED_ONCE] = ours_beam(model)
+        elif contender.name == BART:
+            runners[BART] = bart_beam(model)
+    return runners
+
+
+def measure_beam(
+    size: str,
+    runners: dict[str, Callable[[Tensor, int], Tensor]],
+    batch: int,
+    vocab: int,
+    src_len: int,
+    new_tokens: int,
+    repeats: int,
+    device: torch.device,
+) -> list[BeamResult]:
+    """Interleave `repeats` timed calls of every runner on the same random source; the best call counts."""
+    src = torch.randint(4, vocab, (batch, src_len), generator=torch.Generator().manual_seed(2)).to(device)
+    warm = min(new_tokens, 4)
+    for name, run in runners.items():
+        out = run(src, warm)  # warm-up, and a check that EOS really is ignored
+        if tuple(out.shape) != (batch, warm):
+            raise RuntimeError(f"{name} returned {tuple(out.shape)} tokens, expected {(batch, warm)}")
+    samples = {name: Samples() for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            with packed_weights() if name == OURS_PACKED_ONCE else contextlib.nullcontext():
+                if name == OURS_PACKED_ONCE:
+                    run(src, 1)  # packs the weights, untimed; the timed call below finds them packed
+                samples[name].add(time_once(lambda run=run: run(src, new_tokens), device))
+    return [
+        BeamResult(size, batch, name, batch * new_tokens / s.best, s.best, 1e3 * s.best / new_tokens)
+        for name, s in samples.items()
+    ]
