@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from enhanced_tx.errors import ConfigError
 
-from .report_arms import arm_label, arm_swept, group_arms, usable
+from .report_arms import arm_label, arm_swept, group_arms, in_job_order, usable
 from .report_options import ReportOptions
 from .report_scaling import ScalingResult, fit_arms
 from .report_stats import ArmStats, Comparison, compare, pick_baseline
@@ -36,7 +36,7 @@ def analyse(rows: Sequence[Row], options: ReportOptions) -> Science:
         tuned = tune_arms(rows, options.tune, options.value, options.mode)
         arms = [t.best for t in tuned]
     else:
-        arms = [a for a in group_arms(rows, options.value, options.scale) if a.n]
+        arms = [a for a in group_arms(rows, options.value) if a.n]
     science = Science(arms, None, [], tuned=tuned)
     if options.scale:
         science.scaling = fit_arms(scaling_points(rows, options))
@@ -57,7 +57,7 @@ def scaling_points(rows: Sequence[Row], options: ReportOptions) -> dict[str, lis
         swept = ", ".join(rows[0].swept) or "none"
         raise ConfigError(f"report.scale names {', '.join(unknown)}, not swept here (swept: {swept})")
     points: dict[str, list[tuple[float, float]]] = {}
-    for row in rows:
+    for row in in_job_order(rows):
         flops = row.numbers.get("flops")
         if usable(row, options.value) and flops:
             label = arm_label(arm_swept(row, options.scale))

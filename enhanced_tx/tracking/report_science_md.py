@@ -95,10 +95,12 @@ def _scaling_lines(scaling: ScalingResult, options: ReportOptions) -> list[str]:
     for i, first in enumerate(scaling.fits):
         for second in scaling.fits[i + 1 :]:
             at = crossing(first, second, low, high)
-            where = "never" if at is None else f"at C = {at:.3g} FLOPs"
-            if at is not None and at > scaling.largest_compute:
-                where += " (extrapolated)"
-            lines.append(f"- `{first.arm}` and `{second.arm}` cross {where} (searched {low:.3g} to {high:.3g})")
+            pair = f"- `{first.arm}` and `{second.arm}`"
+            if at is None:
+                lines.append(f"{pair} do not cross between C = {low:.3g} and {high:.3g} FLOPs")
+            else:
+                beyond = " (extrapolated: beyond C_max)" if at > scaling.largest_compute else ""
+                lines.append(f"{pair} cross at C = {at:.3g} FLOPs{beyond}")
     return lines
 
 

@@ -50,7 +50,7 @@ def log_report(report: Any, mode: str = "offline") -> Path:
         raise ConfigError("--wandb online needs a W&B API key (`wandb login`); or use --wandb offline")
     import wandb
 
-    out = Path(report.sweep.sweep_dir)
+    out = Path(report.sweep.sweep_dir).resolve()  # W&B's service process may run in another directory
     logger = next((j.config.get("logger") for j in report.sweep.jobs if isinstance(j.config.get("logger"), dict)), {})
     run = wandb.init(
         project=logger.get("project") or DEFAULT_PROJECT,
