@@ -18,11 +18,14 @@ from enhanced_tx.runfolder import RunFolder
 from enhanced_tx.training.batches import MapStyleBatches, epoch_sampler
 from enhanced_tx.training.budget import Budget
 from enhanced_tx.training.distributed import SingleProcess
+from enhanced_tx.training.eval_schedule import EvalSchedule
 from enhanced_tx.training.loop import LiveRun, build_run, checkpoint_state, save_final_weights
 from enhanced_tx.training.loss import token_loss_sum
 from enhanced_tx.training.monitor import Monitor
 from enhanced_tx.training.parts import TrainingParts
 from enhanced_tx.training.preemption import PreemptionGuard, TrainingInterrupted
+from enhanced_tx.training.progress_bar import ProgressBar
+from enhanced_tx.training.settings import check_settings
 from enhanced_tx.training.strategy import Strategy
 
 
@@ -95,6 +98,14 @@ class Trainer:
         self.stop_reason: str | None = None  # why fit ended early (early stopping), else None
 
     @property
+    def rank(self) -> int:
+        return self.strategy.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.strategy.world_size
+
+    @property
     def is_main(self) -> bool:
         return self.strategy.is_main
 
@@ -108,12 +119,12 @@ class Trainer:
         self.max_tokens_per_batch = parts.max_tokens_per_batch
         run = build_run(self, parts)  # model on its device, optimizer, batches; restored when resuming
         state, budget = run.state, run.budget
-        bar = tqdm(total=budget.max_steps, initial=state.step, desc="train", dynamic_ncols=True,
-                   disable=not (self.progress_bar and self.is_main))  # fmt: skip
+        bar = ProgressBar(budget, state, enabled=self.progress_bar and self.is_main)
         for callback in run.callbacks:
             callback.on_fit_start(self, run.ctx)
         batches = self._micro_batches(parts, run.source)
         progress = budget.progress(state.step, state.tokens, state.flops, state.train_seconds)
+        evals = EvalSchedule(self.eval_every, budget, progress)  # also a few times per run whatever eval_every
         with PreemptionGuard() as guard:
             while progress < 1.0 and self.stop_reason is None:
                 run.model.train()
@@ -128,17 +139,18 @@ class Trainer:
                 for callback in run.callbacks:
                     callback.on_step_end(run.ctx)
                 progress = budget.progress(state.step, state.tokens, state.flops, state.train_seconds)
-                bar.update(1)
+                bar.advance(state)
 
                 done = progress >= 1.0
                 if state.step % self.log_every == 0 or done:
                     self._log_train(run, result, bar)
-                if state.step % self.eval_every == 0 or done:
+                evaluated = evals.due(state.step, progress) or done
+                if evaluated:
                     self._evaluate_and_save(run)
                     self.stop_reason = next((c.stop_reason for c in run.callbacks if c.stop_reason), None)
                 signum = self.strategy.agreed_signal(guard.signum)  # all ranks stop after the same step
                 if signum is not None:
-                    if state.step % self.eval_every and not done:  # not just saved above
+                    if not evaluated:  # not just saved above
                         self._save(run, is_best=False)
                     bar.close()
                     raise TrainingInterrupted(signum, state.step)
@@ -156,7 +168,7 @@ class Trainer:
         micro = [next(batches) for _ in range(self.accumulation)]
         targets = torch.stack([b.num_tgt_tokens for b in micro]).sum()
         # the step's target tokens on all ranks; divided by world size because DDP/FSDP average gradients
-        denominator = self.strategy.all_reduce(targets.float()).clamp(min=1) / self.strategy.world_size
+        denominator = self.strategy.all_reduce(targets.float()).clamp(min=1) / self.world_size
         loss_sum = torch.zeros((), device=parts.device)
         flops = 0.0
         for i, batch in enumerate(micro):
@@ -184,7 +196,7 @@ class Trainer:
         elif math.isfinite(loss_value) and math.isfinite(norm):
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return StepResult(loss_value, int(target_count), int(token_count), norm, flops * self.strategy.world_size)
+        return StepResult(loss_value, int(target_count), int(token_count), norm, flops * self.world_size)
 
     # ------------------------------------------------------------------ data and limits
     def _micro_batches(self, parts: TrainingParts, source) -> Iterator[Batch]:
@@ -194,7 +206,7 @@ class Trainer:
     def _sampler(self, dataset, seed: int, epoch: int, start: int):
         return epoch_sampler(dataset, self.batch_size, seed=seed, epoch=epoch, start=start,
                              bucketing=self.length_bucketing, max_tokens=self.max_tokens_per_batch,
-                             rank=self.strategy.rank, world_size=self.strategy.world_size)  # fmt: skip
+                             rank=self.rank, world_size=self.world_size)  # fmt: skip
 
     def limits(self) -> dict:
         """The configured limits (stored in checkpoints: a resume with other limits is a changed run)."""
@@ -227,7 +239,7 @@ class Trainer:
             "train/lr": run.optimizer.param_groups[0]["lr"],
             "train/grad_norm": result.grad_norm,
             "train/epoch": getattr(run.source, "epoch", 0),
-            "perf/global_batch": self.batch_size * self.accumulation * self.strategy.world_size,
+            "perf/global_batch": self.batch_size * self.accumulation * self.world_size,
         })  # fmt: skip
         if run.device.type == "cuda":
             metrics["perf/max_memory_gb"] = torch.cuda.max_memory_allocated(run.device) / 2**30
@@ -273,27 +285,3 @@ class Trainer:
         )
         for callback in run.callbacks:
             callback.on_save(run.ctx, RunFolder(run.manager.directory.parent))
-
-
-def check_settings(settings: dict) -> None:
-    """Every impossible trainer setting in one line (Hydra builds the trainer first: fail before any work)."""
-    from enhanced_tx.training.monitor import MONITORS
-
-    problems = [
-        f"trainer.{k}={settings[k]} must be >= 1"
-        for k in ("batch_size", "gradient_accumulation_steps", "eval_every", "log_every", "eval_batches")
-        if settings[k] < 1
-    ]
-    if settings["epochs"] is not None and settings["epochs"] <= 0:
-        problems.append(f"trainer.epochs={settings['epochs']} must be positive")
-    if not 0.0 <= settings["label_smoothing"] < 1.0:
-        problems.append(f"trainer.label_smoothing={settings['label_smoothing']} must be in [0, 1)")
-    if settings["eval_generate"] < 0:
-        problems.append(f"trainer.eval_generate={settings['eval_generate']} must be >= 0 (0 = off)")
-    monitor = settings["monitor"]
-    if monitor not in MONITORS:
-        problems.append(f"trainer.monitor={monitor} must be one of {', '.join(MONITORS)}")
-    elif monitor != "val/loss" and not settings["eval_generate"]:
-        problems.append(f"trainer.monitor={monitor} needs trainer.eval_generate > 0 (sentences to translate)")
-    if problems:
-        raise EnhancedTxError("; ".join(problems))

@@ -1,0 +1,28 @@
+"""The trainer's settings checked together: every impossible value in one line, before any work."""
+
+from __future__ import annotations
+
+from enhanced_tx.errors import EnhancedTxError
+from enhanced_tx.training.monitor import MONITORS
+
+
+def check_settings(settings: dict) -> None:
+    """Every impossible trainer setting in one line (Hydra builds the trainer first: fail before any work)."""
+    problems = [
+        f"trainer.{k}={settings[k]} must be >= 1"
+        for k in ("batch_size", "gradient_accumulation_steps", "eval_every", "log_every", "eval_batches")
+        if settings[k] < 1
+    ]
+    if settings["epochs"] is not None and settings["epochs"] <= 0:
+        problems.append(f"trainer.epochs={settings['epochs']} must be positive")
+    if not 0.0 <= settings["label_smoothing"] < 1.0:
+        problems.append(f"trainer.label_smoothing={settings['label_smoothing']} must be in [0, 1)")
+    if settings["eval_generate"] < 0:
+        problems.append(f"trainer.eval_generate={settings['eval_generate']} must be >= 0 (0 = off)")
+    monitor = settings["monitor"]
+    if monitor not in MONITORS:
+        problems.append(f"trainer.monitor={monitor} must be one of {', '.join(MONITORS)}")
+    elif monitor != "val/loss" and not settings["eval_generate"]:
+        problems.append(f"trainer.monitor={monitor} needs trainer.eval_generate > 0 (sentences to translate)")
+    if problems:
+        raise EnhancedTxError("; ".join(problems))
