@@ -3,7 +3,7 @@
 The corpus is the built-in one repeated to `corpus_mb` megabytes, written twice: as it is (line breaks) and
 with every line break replaced by a space (one line). Each file is tokenized the way training does it
 (`cached_tokens`: read, decode, chunk, encode, cache) by a BPE tokenizer trained on the built-in corpus, in a
-fresh child process, so the figure is that process's peak RSS (getrusage) and nothing measured before.
+fresh child process, so the figure is that process's peak RSS (VmHWM) and nothing measured before.
 """
 
 from __future__ import annotations
@@ -86,7 +86,15 @@ def tokenize_table(results: list[TokenizeResult]) -> Table:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak RSS since it started. getrusage's ru_maxrss is not that in a child: it carries the
+    parent's RSS at the fork over exec. Linux's VmHWM belongs to the new program alone."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
 
 
 def _child(path: str, folder: str) -> dict:
