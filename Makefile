@@ -12,7 +12,7 @@ DEPENDENCIES = hydra omegaconf transformers tokenizers safetensors wandb tqdm nu
 SWEEP ?= latest
 NPROC ?= 2
 
-.PHONY: install train train-ddp train-fsdp convert generate eval test test-all lint bench report clean
+.PHONY: install train train-ddp train-fsdp convert generate eval test test-all lint bench bench-quality report clean
 
 # Installs only what is missing: with everything importable from this checkout, no network is needed.
 install:
@@ -54,6 +54,11 @@ lint: install
 
 bench: install
 	$(PYTHON) -m enhanced_tx.bench $(ARGS)
+
+# Our defaults vs a stock HF BART of the same shape on a real task (docs/benchmarks.md, "Quality"):
+# make bench-quality ARGS=--quick (about two minutes) | ARGS="--precision bf16 fp32"
+bench-quality: install
+	$(PYTHON) -m enhanced_tx.bench.quality $(ARGS)
 
 report: install
 	$(PYTHON) -m enhanced_tx.tracking.report $(SWEEP) $(ARGS)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from torch import nn
 
-CHOICES = ("norm", "positional", "feedforward")
+CHOICES = ("norm", "positional", "feedforward", "residual")
 
 
 def architecture_of(model: nn.Module) -> dict[str, str]:
@@ -21,6 +21,7 @@ def architecture_of(model: nn.Module) -> dict[str, str]:
         "norm": getattr(model, "encoder_norm", None),
         "positional": getattr(model, "encoder_positional", None),
         "feedforward": getattr(layers[0], "ffn", None) if layers else None,
+        "residual": getattr(model, "residual", None),  # pre- or post-norm: same tensor names, other function
     }
     return {key: type(module).__name__ for key, module in modules.items() if module is not None}
 

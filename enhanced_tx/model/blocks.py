@@ -1,4 +1,5 @@
-"""Pre-LN Transformer blocks: every sublayer is `x + f(norm(x))`."""
+"""Transformer blocks. Where each sublayer's norm sits is a `Residual` choice (conf/residual/):
+pre-norm `x + f(norm(x))` (the default) or post-norm `norm(x + f(x))` (the original Transformer, BART)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,39 @@ from enhanced_tx.model.positional import PositionalScheme
 
 NormFactory = Callable[[int], nn.Module]
 FeedForwardFactory = Callable[..., nn.Module]
+Branch = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Residual:
+    """How a sublayer `branch` joins the residual stream `x` through its `norm`. Stateless: the norms are
+    the blocks' own modules, so the choice changes no parameter name."""
+
+    final_norm: bool  # whether each stack ends with a norm (pre-norm streams are never normalised otherwise)
+
+    def __call__(self, x: torch.Tensor, norm: nn.Module, branch: Branch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class PreNorm(Residual):
+    """`x + f(norm(x))`: an identity path from input to output; stable at any depth; needs a final norm."""
+
+    final_norm = True
+
+    def __call__(self, x: torch.Tensor, norm: nn.Module, branch: Branch) -> torch.Tensor:
+        return x + branch(norm(x))
+
+
+class PostNorm(Residual):
+    """`norm(x + f(x))` (Vaswani et al., 2017; BART): every block's output is normalised, so no final
+    norm. Learns faster per step in shallow stacks; deep ones need warmup to train at all (Xiong et al., 2020)."""
+
+    final_norm = False
+
+    def __call__(self, x: torch.Tensor, norm: nn.Module, branch: Branch) -> torch.Tensor:
+        return norm(x + branch(x))
 
 
 class EncoderBlock(nn.Module):
@@ -24,8 +58,10 @@ class EncoderBlock(nn.Module):
         norm: NormFactory,
         feedforward: FeedForwardFactory,
         attention: AttentionSpec | None = None,
+        residual: Residual | None = None,
     ) -> None:
         super().__init__()
+        self.residual = residual or PreNorm()
         self.attn_norm = norm(d_model)
         self.attn = SelfAttention(d_model, n_heads, dropout, attention)
         self.ffn_norm = norm(d_model)
@@ -33,8 +69,8 @@ class EncoderBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, positional: PositionalScheme, key_mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.attn_norm(x), positional, key_mask=key_mask))
-        return x + self.ffn(self.ffn_norm(x))
+        x = self.residual(x, self.attn_norm, lambda h: self.dropout(self.attn(h, positional, key_mask=key_mask)))
+        return self.residual(x, self.ffn_norm, self.ffn)
 
 
 class DecoderBlock(nn.Module):
@@ -47,8 +83,10 @@ class DecoderBlock(nn.Module):
         norm: NormFactory,
         feedforward: FeedForwardFactory,
         attention: AttentionSpec | None = None,
+        residual: Residual | None = None,
     ) -> None:
         super().__init__()
+        self.residual = residual or PreNorm()
         self.self_attn_norm = norm(d_model)
         self.self_attn = SelfAttention(d_model, n_heads, dropout, attention)
         self.cross_attn_norm = norm(d_model)
@@ -71,7 +109,10 @@ class DecoderBlock(nn.Module):
         `memory_kv` (incremental decoding: projected once per source)."""
         if memory_kv is None:
             memory_kv = self.cross_attn.project_memory(memory)
-        h = self.self_attn(self.self_attn_norm(x), positional, causal=True, cache=cache, offset=offset)
-        x = x + self.dropout(h)
-        x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), memory_kv, memory_mask))
-        return x + self.ffn(self.ffn_norm(x))
+        x = self.residual(
+            x,
+            self.self_attn_norm,
+            lambda h: self.dropout(self.self_attn(h, positional, causal=True, cache=cache, offset=offset)),
+        )
+        x = self.residual(x, self.cross_attn_norm, lambda h: self.dropout(self.cross_attn(h, memory_kv, memory_mask)))
+        return self.residual(x, self.ffn_norm, self.ffn)

@@ -1,7 +1,7 @@
 """The enhanced encoder-decoder Transformer.
 
-Pre-LN blocks with a final norm on each stack, tied token embeddings (encoder input, decoder input,
-output head), bias-free linears, SDPA attention, pluggable norm / positional scheme / feed-forward.
+Pre-LN blocks with a final norm on each stack (or post-LN ones, conf/residual/), tied token embeddings
+(encoder input, decoder input, output head), bias-free linears, SDPA attention, pluggable norm / positional scheme / feed-forward.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.model.attention import AttentionSpec
-from enhanced_tx.model.blocks import DecoderBlock, EncoderBlock, FeedForwardFactory, NormFactory
+from enhanced_tx.model.blocks import DecoderBlock, EncoderBlock, FeedForwardFactory, NormFactory, PreNorm, Residual
 from enhanced_tx.model.cache import DecoderCache
 from enhanced_tx.model.linear import LINEAR_BACKENDS, Linear, linear
 from enhanced_tx.model.positional import PositionalScheme
@@ -41,6 +41,11 @@ class EncoderDecoder(nn.Module):
         dropout: float = 0.0,
         linear_backend: str = "auto",
         attention: AttentionSpec | None = None,
+        residual: Residual | None = None,
+        embed_norm: bool = False,
+        embed_scale: float = 1.0,
+        init_std: float = 0.02,
+        scale_residual_init: bool = True,
     ) -> None:
         super().__init__()
         _check_config(vocab_size, d_model, n_heads, n_encoder_layers, n_decoder_layers, max_seq_len, dropout)
@@ -55,26 +60,33 @@ class EncoderDecoder(nn.Module):
         self.encoder_positional = positional(d_model=d_model, n_heads=n_heads, max_seq_len=max_seq_len)
         self.decoder_positional = positional(d_model=d_model, n_heads=n_heads, max_seq_len=max_seq_len)
         self.dropout = nn.Dropout(dropout)
-        block_args = (d_model, n_heads, hidden, dropout, norm, feedforward, attention)  # attention None = mha
+        self.residual = residual or PreNorm()
+        self.embed_scale = embed_scale  # token embeddings x this before positions (Vaswani et al.: sqrt(d_model))
+        # A norm after the embeddings (BART's layernorm_embedding), one per stack; off: identities, no weights.
+        self.encoder_embed_norm = norm(d_model) if embed_norm else nn.Identity()
+        self.decoder_embed_norm = norm(d_model) if embed_norm else nn.Identity()
+        block_args = (d_model, n_heads, hidden, dropout, norm, feedforward, attention, self.residual)
         self.encoder_layers = nn.ModuleList(EncoderBlock(*block_args) for _ in range(n_encoder_layers))
         self.decoder_layers = nn.ModuleList(DecoderBlock(*block_args) for _ in range(n_decoder_layers))
-        self.encoder_norm = norm(d_model)
-        self.decoder_norm = norm(d_model)
-        self._init_weights(n_encoder_layers, n_decoder_layers)
+        # Pre-norm streams end with a norm; post-norm blocks already end with one.
+        self.encoder_norm = norm(d_model) if self.residual.final_norm else nn.Identity()
+        self.decoder_norm = norm(d_model) if self.residual.final_norm else nn.Identity()
+        self._init_weights(n_encoder_layers, n_decoder_layers, init_std, scale_residual_init)
         self.set_linear_backend(linear_backend)
 
     # ---------------------------------------------------------------- construction helpers
-    def _init_weights(self, n_encoder_layers: int, n_decoder_layers: int) -> None:
-        """GPT-2 init: N(0, 0.02), residual output projections scaled by 1/sqrt(residual branches)."""
+    def _init_weights(self, n_encoder_layers: int, n_decoder_layers: int, std: float, scale_residual: bool) -> None:
+        """GPT-2 init: N(0, std), and with `scale_residual` the residual output projections scaled by
+        1/sqrt(residual branches of the stack)."""
         for stack, branches in (
             (self.encoder_layers, 2 * n_encoder_layers),
             (self.decoder_layers, 3 * n_decoder_layers),
         ):
             for module in stack.modules():
                 if isinstance(module, nn.Linear):
-                    std = 0.02 / math.sqrt(branches) if getattr(module, "is_residual_projection", False) else 0.02
-                    nn.init.normal_(module.weight, mean=0.0, std=std)
-        nn.init.normal_(self.embed.weight, mean=0.0, std=0.02)
+                    scaled = scale_residual and getattr(module, "is_residual_projection", False)
+                    nn.init.normal_(module.weight, mean=0.0, std=std / math.sqrt(branches) if scaled else std)
+        nn.init.normal_(self.embed.weight, mean=0.0, std=std)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Parameter count; tied weights counted once. Non-embedding excludes token and position tables."""
@@ -112,18 +124,21 @@ class EncoderDecoder(nn.Module):
             return checkpoint(block, *args, use_reentrant=False, **kwargs)
         return block(*args, **kwargs)
 
-    def _embed(self, tokens: torch.Tensor, positional: PositionalScheme, offset: int) -> torch.Tensor:
+    def _embed(self, tokens: torch.Tensor, positional: PositionalScheme, norm: nn.Module, offset: int) -> torch.Tensor:
         if offset + tokens.shape[1] > self.max_seq_len:
             raise ConfigError(
                 f"a sequence of {offset + tokens.shape[1]} tokens exceeds model.max_seq_len={self.max_seq_len}; "
                 "raise model.max_seq_len or pass shorter inputs"
             )
-        return self.dropout(positional.embed(self.embed(tokens), offset))
+        x = self.embed(tokens)
+        if self.embed_scale != 1.0:
+            x = x * self.embed_scale
+        return self.dropout(norm(positional.embed(x, offset)))
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Source tokens (B, S) -> memory (B, S, D). `src_mask` is bool (B, S), True for real tokens."""
         key_mask = _key_mask(src_mask)
-        x = self._embed(src, self.encoder_positional, 0)
+        x = self._embed(src, self.encoder_positional, self.encoder_embed_norm, 0)
         for block in self.encoder_layers:
             x = self._run(block, x, self.encoder_positional, key_mask)
         return self.encoder_norm(x)
@@ -131,7 +146,7 @@ class EncoderDecoder(nn.Module):
     def decode(self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced decoder over the whole target (B, T) -> logits (B, T, V_padded)."""
         key_mask = _key_mask(src_mask)
-        x = self._embed(tgt, self.decoder_positional, 0)
+        x = self._embed(tgt, self.decoder_positional, self.decoder_embed_norm, 0)
         for block in self.decoder_layers:
             x = self._run(block, x, self.decoder_positional, key_mask, memory)
         return self._head(x)
@@ -172,7 +187,7 @@ class EncoderDecoder(nn.Module):
     def decode_step(self, tokens: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
         """Feed new target tokens (B, t) after `cache.offset` earlier ones -> (logits (B, t, V_padded), cache)."""
         offset = cache.offset
-        x = self._embed(tokens, self.decoder_positional, offset)
+        x = self._embed(tokens, self.decoder_positional, self.decoder_embed_norm, offset)
         for i, block in enumerate(self.decoder_layers):
             x = block(
                 x,

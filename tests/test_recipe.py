@@ -1,0 +1,111 @@
+"""The recipe options of the model (norm placement, embedding norm and scale, init) and their configs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from enhanced_tx.model import LayerNorm, RMSNorm
+from enhanced_tx.model.architecture import architecture_mismatch, architecture_of
+from enhanced_tx.model.blocks import EncoderBlock, PostNorm, PreNorm
+
+from .conftest import compose_train, make_model
+
+
+def _branch_inputs(block: EncoderBlock, x: torch.Tensor) -> list[torch.Tensor]:
+    """What the attention and the feed-forward sublayers receive (forward pre-hooks)."""
+    seen: list[torch.Tensor] = []
+    hooks = [m.register_forward_pre_hook(lambda _, args: seen.append(args[0])) for m in (block.attn, block.ffn)]
+    block(x, make_model().encoder_positional, None)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+@pytest.mark.parametrize("residual", [PreNorm(), PostNorm()], ids=repr)
+def test_block_applies_its_norm_where_the_residual_choice_says(residual):
+    torch.manual_seed(0)
+    from functools import partial
+
+    from enhanced_tx.model import GeluMLP
+
+    block = EncoderBlock(32, 4, 64, 0.0, partial(LayerNorm), partial(GeluMLP), residual=residual).eval()
+    x = torch.randn(2, 5, 32) * 3
+    with torch.no_grad():
+        for norm in (block.attn_norm, block.ffn_norm):
+            norm.weight.uniform_(0.5, 1.5)
+        out = block(x, make_model().encoder_positional, None)
+        attn_in, ffn_in = _branch_inputs(block, x)
+        positional = make_model().encoder_positional
+        if isinstance(residual, PreNorm):
+            torch.testing.assert_close(attn_in, block.attn_norm(x))
+            h = x + block.attn(block.attn_norm(x), positional)
+            want = h + block.ffn(block.ffn_norm(h))
+        else:
+            torch.testing.assert_close(attn_in, x)  # the sublayer sees the stream itself
+            h = block.attn_norm(x + block.attn(x, positional))
+            want = block.ffn_norm(h + block.ffn(h))
+            torch.testing.assert_close(ffn_in, h)
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("positional", ["rope", "learned"])
+@pytest.mark.parametrize("residual", [PreNorm(), PostNorm()], ids=repr)
+def test_cached_decoding_matches_full_forward_for_every_recipe_option(residual, positional):
+    model = make_model(positional, norm=LayerNorm, residual=residual, embed_norm=True, embed_scale=4.0)
+    src = torch.randint(1, 97, (2, 7))
+    mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
+    tgt = torch.randint(1, 97, (2, 9))
+    with torch.no_grad():
+        full = model(src, tgt, mask)
+        cache = model.init_cache(model.encode(src, mask), mask, max_len=12)
+        steps = [model.decode_step(tgt[:, :3], cache)[0]]
+        steps += [model.decode_step(tgt[:, t : t + 1], cache)[0] for t in range(3, 9)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5)
+
+
+def test_post_norm_has_no_final_norms_and_pre_norm_keeps_its_parameter_names():
+    pre, post = make_model(), make_model(residual=PostNorm())
+    pre_names = {n for n, _ in pre.named_parameters()}
+    assert {"encoder_norm.weight", "decoder_norm.weight"} <= pre_names
+    assert not any("embed_norm" in n for n in pre_names)  # weights files of earlier runs still load
+    assert {n for n, _ in post.named_parameters()} == pre_names - {"encoder_norm.weight", "decoder_norm.weight"}
+    with_norm = {n for n, _ in make_model(embed_norm=True).named_parameters()}
+    assert with_norm - pre_names == {"encoder_embed_norm.weight", "decoder_embed_norm.weight"}
+
+
+def test_weights_files_record_the_norm_placement_and_refuse_the_other():
+    pre, post = make_model(), make_model(residual=PostNorm())
+    assert architecture_of(pre)["residual"] == "PreNorm"
+    assert "residual=PreNorm in the file, PostNorm in the model" in architecture_mismatch(architecture_of(pre), post)
+
+
+def test_embedding_scale_and_norm_shape_what_the_first_block_reads():
+    model = make_model("none", norm=RMSNorm, embed_scale=16.0, embed_norm=True)
+    tokens = torch.randint(4, 97, (2, 6))
+    with torch.no_grad():
+        got = model._embed(tokens, model.encoder_positional, model.encoder_embed_norm, 0)
+        scaled = model.embed.weight[tokens] * 16.0
+    torch.testing.assert_close(got, model.encoder_embed_norm(scaled))
+    rms = got.pow(2).mean(-1).sqrt()
+    torch.testing.assert_close(rms, torch.ones_like(rms), rtol=0, atol=1e-3)  # normalised: unit RMS
+
+
+@pytest.mark.parametrize("scale_residual", [True, False])
+def test_init_std_and_residual_scaling(scale_residual):
+    model = make_model(d_model=256, n_encoder_layers=4, init_std=0.05, scale_residual_init=scale_residual)
+    plain = model.encoder_layers[0].attn.qkv.weight.std().item()
+    residual = model.encoder_layers[0].ffn.down.weight.std().item()
+    assert plain == pytest.approx(0.05, rel=0.05)
+    assert model.embed.weight.std().item() == pytest.approx(0.05, rel=0.05)
+    assert residual == pytest.approx(0.05 / math.sqrt(8) if scale_residual else 0.05, rel=0.05)
+
+
+@pytest.mark.parametrize("choice, cls", [("pre_norm", PreNorm), ("post_norm", PostNorm)])
+def test_residual_config_group_builds_the_class(tmp_path, choice, cls):
+    cfg = compose_train(tmp_path, f"residual={choice}", "model.d_model=32", "model.n_heads=4")
+    model = instantiate(cfg.model, vocab_size=50)
+    assert all(type(block.residual) is cls for block in [*model.encoder_layers, *model.decoder_layers])
