@@ -36,16 +36,18 @@ class Budget:
 
     def progress(self, step: int, tokens: float, flops: float, seconds: float) -> float:
         """The largest fraction of any limit used so far."""
-        fractions = [0.0]
-        if self.max_steps:
-            fractions.append(step / self.max_steps)
-        if self.tokens:
-            fractions.append(tokens / self.tokens)
-        if self.flops:
-            fractions.append(flops / self.flops)
-        if self.minutes:
-            fractions.append(seconds / (60.0 * self.minutes))
-        return max(fractions)
+        return max([0.0, *self.fractions(step, tokens, flops, seconds).values()])
+
+    def fractions(self, step: int, tokens: float, flops: float, seconds: float) -> dict[str, float]:
+        """The fraction used of each limit that is set: steps, tokens, flops, minutes."""
+        used = {"steps": (step, self.max_steps), "tokens": (tokens, self.tokens), "flops": (flops, self.flops),
+                "minutes": (seconds / 60.0, self.minutes)}  # fmt: skip
+        return {name: done / limit for name, (done, limit) in used.items() if limit}
+
+    @property
+    def steps_only(self) -> bool:
+        """Only a step count ends the run (its number of steps is known in advance)."""
+        return self.tokens is None and self.flops is None and self.minutes is None
 
     def estimated_steps(self, tokens_per_step: float, flops_per_step: float) -> int | None:
         """A step estimate for progress bars (budgets in tokens or FLOPs are exact only in hindsight)."""
