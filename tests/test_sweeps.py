@@ -316,6 +316,11 @@ def test_four_job_sweep_is_four_wandb_runs_in_one_group_and_a_report(tmp_path, s
     result = run_sweep(tmp_path, shared_cache, "norm=rmsnorm,layernorm", "positional=rope,sinusoidal", wandb=True)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = tmp_path / "sweep"
+    # the sweep ends with its table: 4 jobs, the best marked, the commands for the report and for generating
+    end = result.stdout[result.stdout.index(f"sweep {sweep}: 4 jobs, 4 ok") :].splitlines()
+    assert end[1].split() == ["job", "overrides", "val/loss", "status"] and len(end) == 9
+    assert sum(line.split()[0].endswith("*") for line in end[2:6]) == 1 and end[5].endswith("ok")
+    assert end[6].startswith("best: job ") and f"run_generate.py run=best sweep={sweep}" in end[-1]
     jobs = job_dirs(sweep)
     assert len(jobs) == 4
     names, groups = set(), set()
@@ -351,6 +356,7 @@ def test_a_failing_job_does_not_stop_the_sweep_and_fails_it_at_the_end(tmp_path,
     assert result.returncode == 1, result.stderr[-3000:]
     summary = [line for line in result.stderr.splitlines() if line.startswith("FAILED job")]
     assert len(summary) == 1 and "FAILED job 0 (" in summary[0] and "model.max_seq_len=64" in summary[0]
+    assert f"sweep {tmp_path / 'sweep'}: 2 jobs, 1 failed, 1 ok" in result.stdout  # the table comes first
     assert "1 of 2 jobs failed" in result.stderr
     failed, ok = job_dirs(tmp_path / "sweep")
     assert json.loads((failed / FAILURE_FILE).read_text())["job_num"] == 0

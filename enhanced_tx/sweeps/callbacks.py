@@ -4,10 +4,13 @@
   created or written, or that is a file, is a one-line error instead of Hydra's traceback.
 - Before a multirun: a persistent Optuna storage with packages optuna 2.x cannot use is a one-line error
   (instead of an AssertionError from deep inside optuna).
-- After a multirun: one line per failed job (read from the ``FAILED.json`` files under the sweep folder, so
-  it works for every launcher: basic, joblib, submitit) and exit status 1 when any job failed.
+- After a multirun: a table of the jobs (overrides, monitored value, status), the best job and the commands
+  for the report and for generating from it (summary.py); then one line per failed job (read from the
+  ``FAILED.json`` files under the sweep folder, so it works for every launcher: basic, joblib, submitit) and
+  exit status 1 when any job failed.
 
-Runs in the launching process; imports neither torch nor the training code.
+Runs in the launching process; imports neither torch nor the training code before the sweep (the final table
+reads the monitors' directions from the training layer).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        _print_summary(sweep_dir, config)
         failures = find_failures(sweep_dir)
         if not failures:
             return
@@ -55,6 +59,18 @@ class SweepCallback(Callback):
             file=sys.stderr,
         )
         raise SystemExit(1)  # a BaseException: Hydra's callback runner does not swallow it
+
+
+def _print_summary(sweep_dir: Path, config: DictConfig) -> None:
+    """The end-of-sweep table; a sweep whose folders cannot be read still ends with its failure lines."""
+    from .summary import sweep_summary
+
+    prompts = OmegaConf.select(config, "sample_prompts", default=None) or ["The transformer architecture is"]
+    try:
+        lines = sweep_summary(sweep_dir, prompt=str(prompts[0]))
+    except Exception as error:  # noqa: BLE001 - a summary must never turn a finished sweep into a crash
+        lines = [f"(no sweep summary: {type(error).__name__}: {error})"]
+    print("\n".join(lines), flush=True)
 
 
 def _writable_or_exit(config: DictConfig, key: str) -> None:
