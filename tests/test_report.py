@@ -85,7 +85,7 @@ def sweep(tmp_path) -> Path:
 
 
 def test_rows_are_sorted_by_the_best_value_and_failed_jobs_come_last(sweep):
-    report = build_report(sweep)
+    report = build_report(sweep, plots=False)
     assert [r.job.num for r in report.rows] == [1, 0, 3, 2]
     assert [r.status for r in report.rows] == ["ok", "ok", "incomplete", "failed"]
     assert report.rows[1].numbers["best"] == 2.5  # the minimum over the evaluations, not the last one

@@ -112,7 +112,7 @@ def read_sweep(sweep_dir: str | os.PathLike) -> Sweep:
             notes.append(f"{folder.relative_to(root)}: unreadable ({type(e).__name__}: {e})")
     jobs.sort(key=lambda j: (j.num is None, j.num if j.num is not None else 0, str(j.job_dir)))
     # the basic sweeper saves multirun.yaml, Optuna's does not: then a job's own record tells
-    hydra_files = [root / "multirun.yaml", *(job.job_dir / ".hydra" / "hydra.yaml" for job in jobs[:1])]
+    hydra_files = [root / "multirun.yaml", *(RunFolder(job.job_dir).hydra_record for job in jobs[:1])]
     sweeper = next(filter(None, (_sweeper_target(path) for path in hydra_files)), None)
     return Sweep(root, jobs, sweeper=sweeper, optuna=_load_yaml(root / OPTUNA_RESULTS), notes=notes)
 
@@ -124,7 +124,7 @@ def _sweeper_target(path: Path) -> str | None:
 
 def read_job(folder: str | os.PathLike) -> JobRecord:
     run = RunFolder(folder)
-    hydra = (_load_yaml(run.overrides.parent / "hydra.yaml") or {}).get("hydra") or {}
+    hydra = (_load_yaml(run.hydra_record) or {}).get("hydra") or {}
     overrides = _load_yaml(run.overrides) or []
     config = _load_yaml(run.resolved_config) or _load_yaml(run.hydra_config) or {}
     choices = (hydra.get("runtime") or {}).get("choices") or {}
