@@ -1,9 +1,12 @@
 """Compare the jobs of a sweep without W&B: ``python -m enhanced_tx.tracking.report multirun/DATE/TIME``.
 
-Writes into the sweep folder ``report.md``, ``report.csv`` (one line per job, best first), with seed
-replicates ``report_groups.csv`` (mean ± std per configuration), and PNG plots: the validation metric of
-every job against steps, tokens and FLOPs, the best value by each swept choice (and per configuration with
-error bars when there are seed replicates; the search history for Optuna sweeps). See docs/sweeps.md.
+Writes into the sweep folder ``report.md`` and ``report.html`` (the same page, figures embedded),
+``report.csv`` (one line per job, best first), with seed replicates ``report_groups.csv`` (mean ± std per
+configuration), ``report_stats.csv`` (each arm's interval and its comparison with the baseline arm), and
+PNG plots: the validation metric of every job against steps, tokens and FLOPs, the training loss, the best
+value by each swept choice; with seeds, bands and a forest plot of the differences; tuned and scaling
+sweeps get their own (report_science). When the jobs logged to W&B the report is logged there too
+(report_wandb). See docs/sweeps.md.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from enhanced_tx.errors import EnhancedTxError
+from enhanced_tx.errors import ConfigError, EnhancedTxError
 
 from .report_html import write_html
 from .report_markdown import render_markdown
@@ -60,7 +63,7 @@ def write_report(sweep: Sweep, out: Path, options: ReportOptions, plots: bool = 
     """The report of ``sweep``'s jobs, written into ``out``."""
     metric, mode = options.metric, options.mode
     if mode not in ("min", "max"):
-        raise ValueError(f"mode={mode!r} must be 'min' or 'max'")
+        raise ConfigError(f"report mode={mode!r} must be min (lower is better) or max")
     if not sweep.jobs:
         raise FileNotFoundError(f"no job folders (with .hydra/overrides.yaml) under {sweep.sweep_dir}")
     out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 
+from enhanced_tx.errors import ConfigError
+
 from .report_options import VALUE_COLUMNS
 from .report_stats import ArmStats
 from .report_table import SEED_KEY, Row, short_value
@@ -26,7 +28,7 @@ def arm_label(swept: dict[str, str]) -> str:
 def group_arms(rows: Sequence[Row], value: str = "final", leave_out: Collection[str] = ()) -> list[ArmStats]:
     """One `ArmStats` per arm, in the order of the arms' first job (so the first arm is the sweep's first)."""
     if value not in VALUE_COLUMNS:
-        raise ValueError(f"value={value!r} must be one of {VALUE_COLUMNS}")
+        raise ConfigError(f"report.value={value} must be one of {', '.join(VALUE_COLUMNS)}")
     arms: dict[str, tuple[dict[str, str], list[Row]]] = {}
     for row in in_job_order(rows):
         swept = arm_swept(row, leave_out)
