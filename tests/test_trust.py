@@ -224,6 +224,7 @@ class _Boom:
         return (record_call, ("from .metadata",))
 
 
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")  # DCP in one process, as generation uses it
 def test_a_dcp_index_round_trips_through_the_safe_reader(tmp_path):
     import torch.distributed.checkpoint as dcp
 
