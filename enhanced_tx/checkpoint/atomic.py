@@ -17,11 +17,19 @@ from pathlib import Path
 
 from enhanced_tx.errors import CheckpointError
 
+_NO_LINKS = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS)
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
 
 
-def atomic_copy(source: Path, path: Path) -> None:
-    atomic_replace(path, lambda tmp: shutil.copyfile(source, tmp))
+def atomic_link(source: Path, path: Path) -> None:
+    """`path` becomes another name of `source` (a hard link: no second copy on disk), swapped in atomically;
+    a copy where the file system has no hard links."""
+    try:
+        atomic_replace(path, lambda tmp: os.link(source, tmp))
+    except CheckpointError as e:
+        if not isinstance(e.__cause__, OSError) or e.__cause__.errno not in _NO_LINKS:
+            raise
+        atomic_replace(path, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def atomic_replace(path: Path, write: Callable[[Path], None]) -> None:

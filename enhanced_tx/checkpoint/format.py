@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from enhanced_tx.checkpoint.atomic import atomic_replace
+from enhanced_tx.checkpoint.pointer import follow
 from enhanced_tx.checkpoint.sniff import describe_non_torch_file
 from enhanced_tx.errors import CheckpointError
 
@@ -114,6 +115,8 @@ def _read_verified(path: Path, map_location: Any) -> tuple[int | None, dict]:
 
 def safe_torch_load(source: Path | io.BytesIO, map_location: Any, name: str | None = None) -> Any:
     """``torch.load(weights_only=True)`` with every failure turned into one clear CheckpointError."""
+    if isinstance(source, Path):
+        source = follow(source)  # last.pt / best.pt name a step file
     name = name or str(source)
     if isinstance(source, Path) and not source.is_file():
         raise CheckpointError(
@@ -123,8 +126,7 @@ def safe_torch_load(source: Path | io.BytesIO, map_location: Any, name: str | No
     what = describe_non_torch_file(source) if isinstance(source, Path) else None
     if what is not None:  # a text file is not "pickled objects" nor "corrupt (101)": say what it is
         raise CheckpointError(
-            f"{name} is not a checkpoint (corrupt, or another kind of file): it is {what}; "
-            "pass a .pt file written by enhanced-tx"
+            f"{name} is corrupt or not a checkpoint at all: it is {what}; pass a .pt file written by enhanced-tx"
         )
     try:
         return torch.load(source, map_location=map_location, weights_only=True)

@@ -1,4 +1,9 @@
-"""A folder of checkpoints: `step_N.pt` (the newest `keep_last` kept), `last.pt` and `best.pt`."""
+"""A folder of checkpoints: `step_N.pt` (the newest `keep_last` kept), `last.pt` and `best.pt`.
+
+Neither `last.pt` nor `best.pt` is a second copy: `last.pt` is a pointer to the newest step file
+(`checkpoint.pointer`; retention keeps what it names), `best.pt` a hard link to its step file (another name
+of the same bytes, which outlives the step file's pruning). A state costs its bytes once; `keep_last=0`
+keeps no step file besides the one `last.pt` names."""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ import re
 import warnings
 from pathlib import Path
 
-from enhanced_tx.checkpoint.atomic import atomic_copy
+from enhanced_tx.checkpoint.atomic import atomic_link
 from enhanced_tx.checkpoint.format import read_verified, save_checkpoint
+from enhanced_tx.checkpoint.pointer import target_of, write_pointer
 from enhanced_tx.errors import CheckpointError
 from enhanced_tx.runfolder import checkpoint_file
 
@@ -20,8 +26,8 @@ class CheckpointManager:
     """``step_N.pt`` (newest ``keep_last`` kept), ``last.pt`` and ``best.pt`` in one folder."""
 
     def __init__(self, directory: str | os.PathLike, keep_last: int | None = 3) -> None:
-        if keep_last is not None and keep_last < 1:
-            raise CheckpointError(f"keep_last must be >= 1 or null (keep all), got {keep_last}")
+        if keep_last is not None and keep_last < 0:
+            raise CheckpointError(f"keep_last must be >= 0 or null (keep all), got {keep_last}")
         self.directory = Path(directory)
         self.keep_last = keep_last
 
@@ -40,10 +46,10 @@ class CheckpointManager:
         """Write ``step_{step}.pt``, then ``last.pt`` (and ``best.pt``); prune old step files."""
         path = self.step_path(step)
         save_checkpoint(state, path, step=step)
-        # copies of the verified-by-checksum step file, each swapped in atomically
-        atomic_copy(path, self.last)
+        # the verified-by-checksum step file under other names, each swapped in atomically
+        write_pointer(self.last, path)
         if is_best:
-            atomic_copy(path, self.best)
+            atomic_link(path, self.best)
         self._prune()
         return path
 
@@ -107,6 +113,8 @@ class CheckpointManager:
     def _prune(self) -> None:
         if self.keep_last is None:
             return
+        named = {target_of(self.last)}
         for _, path in self.step_files()[self.keep_last :]:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            if path not in named:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
