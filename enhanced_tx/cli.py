@@ -169,6 +169,10 @@ def _call(task: Callable, cfg):
         return task(cfg)
     except TrainingInterrupted as interrupted:
         print(str(interrupted), file=sys.stderr)
+        if _output_dir(cfg) is not None:
+            from enhanced_tx.tasks.commands import resume_command
+
+            print(f"continue with: {resume_command(Path(_output_dir(cfg)))}", file=sys.stderr)
         raise SystemExit(interrupted.exit_code) from None  # in a sweep too: a signal stops the sweep
     except Exception as error:
         if multirun:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
-import shlex
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -19,6 +17,7 @@ from enhanced_tx.evaluation.during_training import validation_references
 from enhanced_tx.runfolder import RunFolder
 from enhanced_tx.runtime.device import resolve_device, seed_everything
 from enhanced_tx.sweeps.job import run_identity
+from enhanced_tx.tasks.commands import generate_command
 from enhanced_tx.tracking.protocol import SilentLogger
 from enhanced_tx.tracking.run_info import write_run_info
 from enhanced_tx.training.callbacks import Callback
@@ -223,38 +222,6 @@ def training_callbacks(cfg: DictConfig, trainer: Trainer, tokenizer, data, val_s
         callbacks.append(GenerationMetrics(val_set, references, trainer.eval_generate, tokenizer=tokenizer,
                                            batch_size=trainer.batch_size, max_new_tokens=max_new))  # fmt: skip
     return callbacks
-
-
-def generate_command(run_dir: Path) -> str:
-    """The command line that generates from `run_dir`, quoted for Hydra and the shell where needed (sweep job
-    folders hold `=` and `,`)."""
-    run = _shell_word(f"run={hydra_value(str(run_dir))}")
-    return f'python run_generate.py {run} prompt="The transformer architecture is"'
-
-
-def _shell_word(word: str) -> str:
-    """`word` for a POSIX shell: as is, in double quotes where nothing in it expands there, else shlex's."""
-    if shlex.quote(word) == word:
-        return word
-    return f'"{word}"' if not set(word) & set('"$`\\!') else shlex.quote(word)
-
-
-def hydra_value(text: str) -> str:
-    """`text` as an override value Hydra reads back unchanged: as is where it does, else single-quoted."""
-    if _parsed_value(text) == text:
-        return text
-    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)  # backslashes before a quote double
-    escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)  # and before the closing quote
-    return f"'{escaped}'"
-
-
-def _parsed_value(value: str) -> object:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        return OverridesParser.create().parse_overrides([f"run={value}"])[0].value()
-    except Exception:  # a grammar error: the value needs quotes
-        return None
 
 
 def _collator(tokenizer: PreTrainedTokenizerFast):

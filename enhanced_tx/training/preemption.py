@@ -12,8 +12,7 @@ class TrainingInterrupted(Exception):
 
     def __init__(self, signum: int, step: int) -> None:
         super().__init__(
-            f"{signal.Signals(signum).name} at step {step}: checkpoint saved; continue with the same command plus "
-            "trainer.resume=auto (the same overrides and run dir: hydra.run.dir=RUN_DIR)"
+            f"{signal.Signals(signum).name} at step {step}: checkpoint saved"  # the entry point adds how to go on
         )
         self.signum = signum
         self.exit_code = 128 + signum
