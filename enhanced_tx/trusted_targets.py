@@ -15,6 +15,7 @@ Interpolations (`${...}`) are refused too: a resolved config holds none, and a r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,6 +36,23 @@ class UntrustedConfig(ConfigError):
     """A saved config names something the project does not ship for that key."""
 
 
+_ADMITTED_IN_CODE: dict[str, set[tuple[str, bool]]] = {}  # see `admitted`
+
+
+@contextlib.contextmanager
+def admitted(key: str, target: str, partial: bool = False) -> Iterator[None]:
+    """Trust `target` at `key` while the block runs: for a class a Python user builds runs with (their own
+    code, e.g. a test's recording logger), without shipping a YAML file for it. A run folder cannot do this."""
+    pairs = _ADMITTED_IN_CODE.setdefault(key, set())
+    added = (target, partial) not in pairs
+    pairs.add((target, partial))
+    try:
+        yield
+    finally:
+        if added:
+            pairs.discard((target, partial))
+
+
 def check_trusted_targets(
     cfg: Mapping, where: str, keys: Sequence[str] | None = None, conf_dir: Path = CONF_DIR
 ) -> None:
@@ -51,7 +69,8 @@ def check_trusted_targets(
                 )
             if isinstance(node, Mapping) and ("_target_" in node or "_partial_" in node):
                 target, partial = node.get("_target_"), bool(node.get("_partial_", False))
-                if (str(target), partial) not in shipped.get(path, ()):
+                trusted = shipped.get(path, frozenset()) | _ADMITTED_IN_CODE.get(path, set())
+                if (str(target), partial) not in trusted:
                     raise UntrustedConfig(
                         f"{where}: {path}._target_={target}{' (_partial_)' if partial else ''} is not a class "
                         f"this project ships for {path} (conf/); refusing to build it. Use a run you trust, or "

@@ -26,6 +26,7 @@ from enhanced_tx.training.warm_start import warm_start
 from enhanced_tx.trusted_targets import (
     CONF_DIR,
     UntrustedConfig,
+    admitted,
     check_trusted_targets,
     read_saved_config,
     shipped_targets,
@@ -140,6 +141,16 @@ def test_a_new_option_is_admitted_by_its_yaml_file_alone(tmp_path):
         check_trusted_targets(config, "run", conf_dir=conf)
     finally:
         shipped_targets.cache_clear()
+
+
+def test_a_class_admitted_in_code_is_trusted_only_inside_its_block():
+    config = {"logger": {"_target_": RECORD}}
+    with admitted("logger", RECORD):
+        check_trusted_targets(config, "run")
+        with pytest.raises(UntrustedConfig):  # at its key only
+            check_trusted_targets({"model": {"_target_": RECORD}}, "run")
+    with pytest.raises(UntrustedConfig):
+        check_trusted_targets(config, "run")
 
 
 def test_evaluation_conversion_and_logging_refuse_a_foreign_target_too(run_folder, tmp_path):
