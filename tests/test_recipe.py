@@ -55,7 +55,11 @@ def test_block_applies_its_norm_where_the_residual_choice_says(residual):
 @pytest.mark.parametrize("positional", ["rope", "learned"])
 @pytest.mark.parametrize("residual", [PreNorm(), PostNorm()], ids=repr)
 def test_cached_decoding_matches_full_forward_for_every_recipe_option(residual, positional):
-    model = make_model(positional, norm=LayerNorm, residual=residual, embed_norm=True, embed_scale=4.0)
+    model = make_model(
+        positional, norm=LayerNorm, residual=residual, embed_norm=True, embed_scale=4.0, memory_sink=True
+    )
+    with torch.no_grad():
+        model.memory_sink.normal_()  # a trained sink, not the zero it starts at
     src = torch.randint(1, 97, (2, 7))
     mask = torch.tensor([[True] * 7, [True] * 5 + [False] * 2])
     tgt = torch.randint(1, 97, (2, 9))
@@ -80,6 +84,7 @@ def test_post_norm_has_no_final_norms_and_pre_norm_keeps_its_parameter_names():
 def test_weights_files_record_the_norm_placement_and_refuse_the_other():
     pre, post = make_model(), make_model(residual=PostNorm())
     assert architecture_of(pre)["residual"] == "PreNorm"
+    assert architecture_of(post)["norm"] == "RMSNorm"  # read from the blocks: post-norm stacks end with none
     assert "residual=PreNorm in the file, PostNorm in the model" in architecture_mismatch(architecture_of(pre), post)
 
 
@@ -109,3 +114,28 @@ def test_residual_config_group_builds_the_class(tmp_path, choice, cls):
     cfg = compose_train(tmp_path, f"residual={choice}", "model.d_model=32", "model.n_heads=4")
     model = instantiate(cfg.model, vocab_size=50)
     assert all(type(block.residual) is cls for block in [*model.encoder_layers, *model.decoder_layers])
+
+
+def test_memory_sink_is_one_more_attendable_slot_and_nothing_else():
+    model = make_model(memory_sink=True)
+    plain = make_model()
+    assert {n for n, _ in model.named_parameters()} - {n for n, _ in plain.named_parameters()} == {"memory_sink"}
+    src, tgt = torch.randint(1, 97, (2, 6)), torch.randint(1, 97, (2, 4))
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+    with torch.no_grad():
+        assert model.encode(src, mask).shape == (2, 6, 32)  # callers still see one memory row per source token
+        cache = model.init_cache(model.encode(src, mask), mask, max_len=4)
+        assert cache.cross_k.shape[3] == 7 and cache.cross_mask[:, 0, 0].tolist() == [
+            [True] * 7,
+            [True] * 4 + [False] * 3,
+        ]
+        model.memory_sink.normal_()
+        memory = model.encode(src, mask)
+        with_sink = model.decode(tgt, memory, mask)
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "memory_sink"})
+        by_hand = plain.decode(
+            tgt,
+            torch.cat([model.memory_sink.expand(2, 1, 32), memory], dim=1),
+            torch.cat([torch.ones(2, 1, dtype=torch.bool), mask], dim=1),
+        )
+    torch.testing.assert_close(with_sink, by_hand, rtol=0, atol=1e-6)

@@ -107,7 +107,7 @@ def run_ours(
 ) -> tuple[Curve, dict]:
     """Train and score one run; returns its curve and run_eval's scores."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "disabled"}
-    log = run_dir.with_suffix(".log")
+    log = run_dir.parent / f"{run_dir.name}.log"  # not with_suffix: names of overrides hold dots
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         for command in (

@@ -18,7 +18,7 @@ def architecture_of(model: nn.Module) -> dict[str, str]:
     """{"norm": class name, "positional": ..., "feedforward": ...} of an EncoderDecoder; {} for other modules."""
     layers = [*getattr(model, "encoder_layers", ()), *getattr(model, "decoder_layers", ())]
     modules = {
-        "norm": getattr(model, "encoder_norm", None),
+        "norm": getattr(layers[0], "attn_norm", None) if layers else None,  # post-norm stacks end with no norm
         "positional": getattr(model, "encoder_positional", None),
         "feedforward": getattr(layers[0], "ffn", None) if layers else None,
         "residual": getattr(model, "residual", None),  # pre- or post-norm: same tensor names, other function

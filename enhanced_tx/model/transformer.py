@@ -1,7 +1,8 @@
 """The enhanced encoder-decoder Transformer.
 
 Pre-LN blocks with a final norm on each stack (or post-LN ones, conf/residual/), tied token embeddings
-(encoder input, decoder input, output head), bias-free linears, SDPA attention, pluggable norm / positional scheme / feed-forward.
+(encoder input, decoder input, output head), bias-free linears, SDPA attention, pluggable norm / positional
+scheme / feed-forward.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class EncoderDecoder(nn.Module):
         embed_scale: float = 1.0,
         init_std: float = 0.02,
         scale_residual_init: bool = True,
+        memory_sink: bool = False,
     ) -> None:
         super().__init__()
         _check_config(vocab_size, d_model, n_heads, n_encoder_layers, n_decoder_layers, max_seq_len, dropout)
@@ -65,6 +67,9 @@ class EncoderDecoder(nn.Module):
         # A norm after the embeddings (BART's layernorm_embedding), one per stack; off: identities, no weights.
         self.encoder_embed_norm = norm(d_model) if embed_norm else nn.Identity()
         self.decoder_embed_norm = norm(d_model) if embed_norm else nn.Identity()
+        # A learned memory slot before every source (zero at init: a key scoring 0 with a value adding nothing),
+        # so cross-attention heads have somewhere to look when the source holds nothing they need.
+        self.memory_sink = nn.Parameter(torch.zeros(d_model)) if memory_sink else None
         block_args = (d_model, n_heads, hidden, dropout, norm, feedforward, attention, self.residual)
         self.encoder_layers = nn.ModuleList(EncoderBlock(*block_args) for _ in range(n_encoder_layers))
         self.decoder_layers = nn.ModuleList(DecoderBlock(*block_args) for _ in range(n_decoder_layers))
@@ -145,6 +150,7 @@ class EncoderDecoder(nn.Module):
 
     def decode(self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced decoder over the whole target (B, T) -> logits (B, T, V_padded)."""
+        memory, src_mask = self._with_sink(memory, src_mask)
         key_mask = _key_mask(src_mask)
         x = self._embed(tgt, self.decoder_positional, self.decoder_embed_norm, 0)
         for block in self.decoder_layers:
@@ -154,6 +160,17 @@ class EncoderDecoder(nn.Module):
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, S), (B, T) -> logits (B, T, V_padded). Decoder position t sees target tokens <= t only."""
         return self.decode(tgt, self.encode(src, src_mask), src_mask)
+
+    def _with_sink(
+        self, memory: torch.Tensor, src_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, S, D), (B, S) -> (B, 1 + S, D), (B, 1 + S) with the memory sink first (unchanged without one)."""
+        if self.memory_sink is None:
+            return memory, src_mask
+        b = memory.shape[0]
+        sink = self.memory_sink.to(memory.dtype).expand(b, 1, -1)
+        mask = None if src_mask is None else torch.cat([src_mask.new_ones(b, 1), src_mask], dim=1)
+        return torch.cat([sink, memory], dim=1), mask
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.decoder_norm(x)
@@ -169,6 +186,7 @@ class EncoderDecoder(nn.Module):
                 f"generating {max_len} target positions exceeds model.max_seq_len={self.max_seq_len}; "
                 "lower max_new_tokens"
             )
+        memory, src_mask = self._with_sink(memory, src_mask)
         b = memory.shape[0]
         hd = self.d_model // self.n_heads
         n = len(self.decoder_layers)
