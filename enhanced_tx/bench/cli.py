@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from enhanced_tx.bench.peers import BUILDERS, OURS
+from enhanced_tx.bench.realdata import RealDataSpec
 from enhanced_tx.bench.runner import SECTIONS, BenchConfig
 from enhanced_tx.bench.shapes import SHAPES
 from enhanced_tx.bench.training import OPTIMIZERS
@@ -36,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sections",
         type=_list(SECTIONS),
-        default=["peak", "train", "generate", "beam", "memory", "tokenize"],
+        default=["peak", "train", "realdata", "generate", "beam", "memory", "tokenize"],
         help=f"any of {','.join(SECTIONS)} (levers: one A/B per optimisation, slow)",
     )
     p.add_argument("--models", type=_list(tuple(BUILDERS)), default=list(BUILDERS), help="ours,bart,t5,nn.Transformer")
@@ -53,6 +54,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--gen-batches", type=_ints, default=[1, 8])
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--gen-src-len", type=int, default=64)
+    p.add_argument(
+        "--realdata-seconds",
+        type=float,
+        default=20.0,
+        help="realdata: seconds of training steps per contender and dtype",
+    )
     p.add_argument("--beam-batches", type=_ints, default=[1, 8], help="beam search: batch sizes (5 beams each)")
     p.add_argument("--beam-new-tokens", type=int, default=64, help="beam search: steps (EOS ignored)")
     p.add_argument("--beam-src-len", type=int, default=32)
@@ -89,9 +96,11 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         beam_batches=args.beam_batches,
         beam_new_tokens=args.beam_new_tokens,
         beam_src_len=args.beam_src_len,
+        realdata=RealDataSpec(seconds=args.realdata_seconds),
     )
     if args.quick:
         cfg.sizes, cfg.steps, cfg.new_tokens, cfg.gen_batches, cfg.repeats = ["tiny"], 1, 8, [1], 1
         cfg.beam_batches, cfg.beam_new_tokens = [1], 8
         cfg.peak_size, cfg.tokenize_mb = 512, 2.0
+        cfg.realdata = RealDataSpec(pairs=2000, seconds=2.0)
     return cfg

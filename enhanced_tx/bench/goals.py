@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from enhanced_tx.bench.peers import BART, OURS
+from enhanced_tx.bench.realdata import BART_REAL, OURS_NOPAD, OURS_REAL
 from enhanced_tx.bench.runner import Results
 
 
@@ -74,6 +75,18 @@ def evaluate(results: Results) -> list[tuple[Goal, float | None]]:
             _div(_gen(results, "small", 1, "bf16", OURS), _gen(results, "small", 1, "fp32", BART)),
         )
     )
+    real = {(r.dtype, r.model): r.tokens_per_s for r in results.realdata}
+    for dtype in dict.fromkeys(r.dtype for r in results.realdata):
+        ours = real.get((dtype, OURS_REAL))
+        checks.append(
+            (
+                Goal(f"real pairs {dtype}: ours vs BART (non-padding tok/s)", 2.5),
+                _div(ours, real.get((dtype, BART_REAL))),
+            )
+        )
+        checks.append(
+            (Goal(f"real pairs {dtype}: ours vs ours without padding", 0.9), _div(ours, real.get((dtype, OURS_NOPAD))))
+        )
     bart_beam = {(r.size, r.batch): r.tokens_per_s for r in results.beam if r.model == BART}
     for r in results.beam:
         if r.model != BART:

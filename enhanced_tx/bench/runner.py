@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import tempfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -13,20 +15,23 @@ from enhanced_tx.bench.levers import LeverResult, generation_levers, training_le
 from enhanced_tx.bench.machine import describe
 from enhanced_tx.bench.memory import CHECKPOINTABLE, MemoryResult, measure_memory
 from enhanced_tx.bench.peers import BART, BUILDERS, OURS, Contender, build_ours
+from enhanced_tx.bench.realdata import RealDataResult, RealDataSpec, measure_realdata
 from enhanced_tx.bench.shapes import SHAPES, Shape
 from enhanced_tx.bench.timing import Contention
 from enhanced_tx.bench.tokenizing import TokenizeResult, measure_tokenizing
 from enhanced_tx.bench.training import TrainOptions, TrainResult, measure_training
 from enhanced_tx.runtime.peak import Peak, best_peak, measure_peaks
 
-SECTIONS = ("peak", "train", "generate", "beam", "memory", "levers", "tokenize")
+SECTIONS = ("peak", "train", "realdata", "generate", "beam", "memory", "levers", "tokenize")
 
 
 @dataclass
 class BenchConfig:
     sizes: list[str] = field(default_factory=lambda: ["tiny", "small"])
     dtypes: list[str] = field(default_factory=lambda: ["fp32", "bf16"])
-    sections: list[str] = field(default_factory=lambda: ["peak", "train", "generate", "beam", "memory", "tokenize"])
+    sections: list[str] = field(
+        default_factory=lambda: ["peak", "train", "realdata", "generate", "beam", "memory", "tokenize"]
+    )
     models: list[str] = field(default_factory=lambda: [OURS, *BUILDERS.keys() - {OURS}])
     steps: int = 5
     device: str = "cpu"
@@ -40,6 +45,7 @@ class BenchConfig:
     beam_batches: list[int] = field(default_factory=lambda: [1, 8])
     beam_new_tokens: int = 64
     beam_src_len: int = 32
+    realdata: RealDataSpec = field(default_factory=RealDataSpec)  # measured for the tiny size only
     tokenize_mb: float = 50.0  # the tokenize section: megabytes of text tokenized
     peak_size: int | None = None  # matmul edge for the peak (default: 2048 on CPUs, 8192 on GPUs)
 
@@ -52,6 +58,7 @@ class Results:
     train: list[TrainResult] = field(default_factory=list)
     generate: list[GenResult] = field(default_factory=list)
     beam: list[BeamResult] = field(default_factory=list)
+    realdata: list[RealDataResult] = field(default_factory=list)
     memory: list[MemoryResult] = field(default_factory=list)
     levers: list[LeverResult] = field(default_factory=list)
     tokenize: list[TokenizeResult] = field(default_factory=list)
@@ -68,6 +75,7 @@ class Results:
             "train": TrainResult,
             "generate": GenResult,
             "beam": BeamResult,
+            "realdata": RealDataResult,
             "memory": MemoryResult,
             "levers": LeverResult,
             "tokenize": TokenizeResult,
@@ -113,6 +121,21 @@ def _generate(shape: Shape, cfg: BenchConfig, results: Results) -> None:
         results.contention[f"generate {shape.name} B{batch}"] = contention.other_cpus
 
 
+def _realdata(shape: Shape, cfg: BenchConfig, results: Results) -> None:
+    if shape.name != "tiny":
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread each, as the contenders would run side by side
+    try:
+        with Contention() as contention, tempfile.TemporaryDirectory() as workdir:
+            results.realdata += measure_realdata(
+                shape, cfg.dtypes, cfg.realdata, torch.device(cfg.device), Path(workdir)
+            )
+    finally:
+        torch.set_num_threads(threads)
+    results.contention["realdata tiny"] = contention.other_cpus
+
+
 def _beam(shape: Shape, cfg: BenchConfig, results: Results) -> None:
     device = torch.device(cfg.device)
     runners = beam_runners([build(name, shape, cfg) for name in (OURS, BART) if name in cfg.models])
@@ -146,7 +169,14 @@ def _levers(shape: Shape, cfg: BenchConfig, results: Results) -> None:
     results.contention[f"levers {shape.name}"] = contention.other_cpus
 
 
-SECTION_RUNNERS = {"train": _train, "generate": _generate, "beam": _beam, "memory": _memory, "levers": _levers}
+SECTION_RUNNERS = {
+    "train": _train,
+    "realdata": _realdata,
+    "generate": _generate,
+    "beam": _beam,
+    "memory": _memory,
+    "levers": _levers,
+}
 
 
 def run(cfg: BenchConfig, log=print) -> Results:  # noqa: ANN001

@@ -48,7 +48,11 @@ class EpochBatchSampler(Sampler[list[int]]):
         else:
             parts = np.asarray(lengths_or_n, dtype=np.int64)
             self.length_parts = parts.reshape(len(parts), -1)  # (N, 1) or (N, 2): padded separately
-            self.lengths = self.length_parts.sum(1)  # (N,) the sort key of bucketing
+            self.lengths = self.length_parts.sum(1)  # (N,) total tokens of each item
+            # Bucketing sorts by the longer part, then the total: each part is padded to its own longest, so
+            # items alike in their longer part pad least (log-normal pairs: 19% -> 11% padding, docs/benchmarks.md).
+            longer = self.length_parts.max(1) if self.length_parts.shape[1] > 1 else 0
+            self.sort_key = longer * (int(self.lengths.max(initial=0)) + 1) + self.lengths
             self.n = len(self.lengths)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
@@ -87,7 +91,7 @@ class EpochBatchSampler(Sampler[list[int]]):
                 batches = []
                 for start in range(0, self.n, chunk):
                     part = order[start : start + chunk]
-                    part = part[np.argsort(self.lengths[part], kind="stable")]
+                    part = part[np.argsort(self.sort_key[part], kind="stable")]
                     batches.extend(self._split(part))
             else:  # a token budget without bucketing: pack in order (validation)
                 batches = self._split(order)
