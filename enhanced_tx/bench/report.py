@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enhanced_tx.bench.attention_variants import attention_table
 from enhanced_tx.bench.goals import evaluate
 from enhanced_tx.bench.machine import one_line
 from enhanced_tx.bench.peers import BART, PEERS
@@ -180,6 +181,8 @@ def tables(results: Results) -> list[Table]:
         out.append(realdata_table(results))
     if results.beam:
         out.append(beam_table(results))
+    if results.attention:
+        out.append(attention_table(results.attention))
     if results.memory:
         out.append(memory_table(results))
     if results.levers:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from enhanced_tx.bench.attention_variants import NEW_TOKENS as ATTENTION_NEW_TOKENS
+from enhanced_tx.bench.attention_variants import AttentionResult, measure_attention_variants
 from enhanced_tx.bench.beam import BeamResult, beam_runners, measure_beam
 from enhanced_tx.bench.generation import GenResult, Runner, generator_for, measure_generation
 from enhanced_tx.bench.levers import LeverResult, generation_levers, training_levers
@@ -22,7 +24,7 @@ from enhanced_tx.bench.tokenizing import TokenizeResult, measure_tokenizing
 from enhanced_tx.bench.training import TrainOptions, TrainResult, measure_training
 from enhanced_tx.runtime.peak import Peak, best_peak, measure_peaks
 
-SECTIONS = ("peak", "train", "realdata", "generate", "beam", "memory", "levers", "tokenize")
+SECTIONS = ("peak", "train", "realdata", "generate", "beam", "attention", "memory", "levers", "tokenize")
 
 
 @dataclass
@@ -30,7 +32,7 @@ class BenchConfig:
     sizes: list[str] = field(default_factory=lambda: ["tiny", "small"])
     dtypes: list[str] = field(default_factory=lambda: ["fp32", "bf16"])
     sections: list[str] = field(
-        default_factory=lambda: ["peak", "train", "realdata", "generate", "beam", "memory", "tokenize"]
+        default_factory=lambda: ["peak", "train", "realdata", "generate", "beam", "attention", "memory", "tokenize"]
     )
     models: list[str] = field(default_factory=lambda: [OURS, *BUILDERS.keys() - {OURS}])
     steps: int = 5
@@ -58,6 +60,7 @@ class Results:
     train: list[TrainResult] = field(default_factory=list)
     generate: list[GenResult] = field(default_factory=list)
     beam: list[BeamResult] = field(default_factory=list)
+    attention: list[AttentionResult] = field(default_factory=list)
     realdata: list[RealDataResult] = field(default_factory=list)
     memory: list[MemoryResult] = field(default_factory=list)
     levers: list[LeverResult] = field(default_factory=list)
@@ -75,6 +78,7 @@ class Results:
             "train": TrainResult,
             "generate": GenResult,
             "beam": BeamResult,
+            "attention": AttentionResult,
             "realdata": RealDataResult,
             "memory": MemoryResult,
             "levers": LeverResult,
@@ -147,6 +151,21 @@ def _beam(shape: Shape, cfg: BenchConfig, results: Results) -> None:
         results.contention[f"beam {shape.name} B{batch}"] = contention.other_cpus
 
 
+def _attention(shape: Shape, cfg: BenchConfig, results: Results) -> None:
+    """mha vs gqa vs mqa: KV-cache bytes and batch-8 greedy decoding, first dtype only (a short run)."""
+    with Contention() as contention:
+        results.attention += measure_attention_variants(
+            shape,
+            cfg.dtypes[0],
+            cfg.gen_src_len,
+            min(cfg.repeats, 2),
+            torch.device(cfg.device),
+            cfg.linear_backend,
+            new_tokens=min(cfg.new_tokens, ATTENTION_NEW_TOKENS),
+        )
+    results.contention[f"attention {shape.name}"] = contention.other_cpus
+
+
 def _memory(shape: Shape, cfg: BenchConfig, results: Results) -> None:
     device = torch.device(cfg.device)
     for name in cfg.models:
@@ -174,6 +193,7 @@ SECTION_RUNNERS = {
     "realdata": _realdata,
     "generate": _generate,
     "beam": _beam,
+    "attention": _attention,
     "memory": _memory,
     "levers": _levers,
 }
