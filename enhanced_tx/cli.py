@@ -97,6 +97,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (EnhancedTxError, DataError, CheckpointError, OmegaConfBaseException, FileNotFoundError, ValueError)
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    """An allocation the config asked for failed (a size too large for this machine): the user's to fix."""
+    error = unwrap(error)
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+    )
+
+
 def _in_multirun() -> bool:
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -189,7 +198,8 @@ def _call(task: Callable, cfg):
                 marker.write_bytes(previous_marker)
         elif marker is not None and marker.parent.is_dir():
             record_failure(marker.parent, error)  # the folder says "failed", not "a result"
-        if full or not isinstance(unwrap(error), _user_errors()):
+        if full or not (isinstance(unwrap(error), _user_errors()) or _out_of_memory(unwrap(error))):
             raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        hint = " (the config asks for more memory than there is: lower its sizes)" if _out_of_memory(error) else ""
+        print(f"error: {one_line(error)}{hint}", file=sys.stderr)
         raise SystemExit(1) from None

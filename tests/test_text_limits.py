@@ -82,3 +82,21 @@ def test_the_bench_reports_tokenizing_and_reads_its_json_back():
     assert "Tokenizing a big text file" in report.text(results) and "| lines | 50 | 12701000 |" in report.markdown(
         results
     )
+
+
+def test_a_size_too_large_to_allocate_is_one_line_from_the_entry_point(capsys):
+    import torch
+    from omegaconf import OmegaConf
+
+    from enhanced_tx.cli import guarded
+
+    def task(cfg):
+        return torch.empty(10**14, dtype=torch.uint8)  # 100 TB: refused by the allocator, not the OOM killer
+
+    with pytest.raises(SystemExit) as stopped:
+        guarded(task)(OmegaConf.create({}))
+    (line,) = capsys.readouterr().err.splitlines()
+    assert stopped.value.code == 1
+    assert line.startswith("error: RuntimeError: ") and line.endswith(
+        "(the config asks for more memory than there is: lower its sizes)"
+    )
