@@ -262,3 +262,17 @@ def test_a_crafted_dcp_index_in_a_run_folder_runs_no_code(run_folder, tmp_path):
     (crafted / "checkpoints" / "dcp" / "step_1" / ".metadata").write_bytes(pickle.dumps(_Boom()))
     with pytest.raises(CheckpointError, match=f"names {RECORD}, which a checkpoint index never holds"):
         load_run(crafted, "best")
+
+
+def test_the_choices_read_back_for_tags_resolve_nothing(tmp_path, monkeypatch):
+    """Evaluation tags its W&B run with the run's group choices: a crafted one must not read a secret."""
+    from enhanced_tx.evaluation.tracking import run_choices
+
+    monkeypatch.setenv("TRUST_TEST_SECRET", "s3cret")
+    record = tmp_path / ".hydra" / "hydra.yaml"
+    record.parent.mkdir()
+    record.write_text(
+        "hydra:\n  runtime:\n    choices:\n      norm: rmsnorm\n      model: ${oc.env:TRUST_TEST_SECRET}\n"
+        "      positional: {_target_: " + RECORD + "}\n"
+    )
+    assert run_choices(tmp_path) == {"norm": "rmsnorm"}

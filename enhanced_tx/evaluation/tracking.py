@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from enhanced_tx.runfolder import RunFolder
-from enhanced_tx.trusted_targets import instantiate_trusted
+from enhanced_tx.trusted_targets import instantiate_trusted, read_saved_config
 
 
 def run_choices(run_dir: Path) -> dict[str, str]:
@@ -17,8 +17,14 @@ def run_choices(run_dir: Path) -> dict[str, str]:
     path = RunFolder(run_dir).hydra_record
     if not path.is_file():
         return {}
-    choices = OmegaConf.select(OmegaConf.load(path), "hydra.runtime.choices") or {}
-    return {str(k): str(v) for k, v in choices.items() if not str(k).startswith("hydra") and v is not None}
+    choices = OmegaConf.select(read_saved_config(path), "hydra.runtime.choices")
+    # read as written: an interpolation (${oc.env:WANDB_API_KEY}) in a run folder must not become a W&B tag
+    plain = OmegaConf.to_container(choices, resolve=False) if isinstance(choices, DictConfig) else {}
+    return {
+        str(k): str(v)
+        for k, v in plain.items()
+        if not str(k).startswith("hydra") and isinstance(v, str | int | float | bool) and "${" not in str(v)
+    }
 
 
 def log_to_run(
