@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import DictConfig, OmegaConf
 
 from enhanced_tx.errors import ConfigError
 
@@ -80,8 +81,6 @@ def check_trusted_targets(
 
 def read_saved_config(path: Path) -> Any:
     """A run folder's YAML config (OmegaConf's safe loader: no Python tags), or a one-line error naming it."""
-    from omegaconf import OmegaConf
-
     try:
         return OmegaConf.load(path)
     except FileNotFoundError:
@@ -166,10 +165,4 @@ def _nodes(node: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 def _plain(cfg: Mapping) -> dict:
     """A DictConfig as plain containers with interpolations left as written (nothing is resolved)."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        return dict(cfg)
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=False)
-    return dict(cfg)
+    return OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dict(cfg)
