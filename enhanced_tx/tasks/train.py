@@ -21,6 +21,7 @@ from enhanced_tx.tasks.commands import generate_command
 from enhanced_tx.tracking.protocol import SilentLogger
 from enhanced_tx.tracking.run_info import write_run_info
 from enhanced_tx.training.callbacks import Callback
+from enhanced_tx.training.callbacks.run_warnings import DataSizeWarning, OverfittingWarning
 from enhanced_tx.training.parts import TrainingParts
 from enhanced_tx.training.preflight import check_lengths, check_training_config
 from enhanced_tx.training.resume import (
@@ -179,7 +180,7 @@ def _train_into(cfg: DictConfig, strategy, run_dir: Path) -> float:
             config=resolved,
             max_tokens_per_batch=getattr(data, "max_tokens_per_batch", None),
             resume_from=resume,
-            callbacks=training_callbacks(cfg, trainer, tokenizer, data, val_set, model),
+            callbacks=training_callbacks(cfg, trainer, tokenizer, data, val_set, model, train_set),
         )
         best = trainer.fit(parts)
         logger.summary({trainer.best_key: best})
@@ -195,18 +196,22 @@ def _train_into(cfg: DictConfig, strategy, run_dir: Path) -> float:
     print(f"run dir: {run_dir}")
     monitor = trainer.monitor.name
     print(f"best {monitor}: {best:.4f}" if math.isfinite(best) else f"no {monitor} recorded")
-    print(f"generate: {generate_command(run_dir)}")
+    print(f"generate: {generate_command(run_dir, *sample_prompts(cfg, val_set, tokenizer)[:1])}")
     return best
 
 
-def training_callbacks(cfg: DictConfig, trainer: Trainer, tokenizer, data, val_set, model) -> list[Callback]:
-    """conf/callbacks/ (callbacks=[ema,early_stopping]), then the in-training samples (sample_prompts) and
-    BLEU/chrF (trainer.eval_generate) that generation and evaluation provide."""
+def training_callbacks(
+    cfg: DictConfig, trainer: Trainer, tokenizer, data, val_set, model, train_set=None
+) -> list[Callback]:
+    """conf/callbacks/ (callbacks=[ema,early_stopping]), the run's warnings (data size, overfitting), then the
+    in-training samples (sample_prompts) and BLEU/chrF (trainer.eval_generate) that generation and evaluation
+    provide."""
     from enhanced_tx.evaluation.during_training import GenerationMetrics, default_max_new_tokens
     from enhanced_tx.generation.samples import SampleContinuations
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    prompts = list(cfg.get("sample_prompts") or [])
+    callbacks += [DataSizeWarning(*_train_size(train_set)), OverfittingWarning()]
+    prompts = sample_prompts(cfg, val_set, tokenizer)
     if prompts:
         callbacks.append(SampleContinuations(prompts, tokenizer, max_new_tokens=trainer.sample_max_new_tokens))
     if trainer.eval_generate:
@@ -222,6 +227,25 @@ def training_callbacks(cfg: DictConfig, trainer: Trainer, tokenizer, data, val_s
         callbacks.append(GenerationMetrics(val_set, references, trainer.eval_generate, tokenizer=tokenizer,
                                            batch_size=trainer.batch_size, max_new_tokens=max_new))  # fmt: skip
     return callbacks
+
+
+def sample_prompts(cfg: DictConfig, val_set, tokenizer) -> list[str]:
+    """`sample_prompts` as given; null: the first validation sources of the run's own data."""
+    from enhanced_tx.generation.sample_prompts import validation_prompts
+
+    given = cfg.get("sample_prompts")
+    return list(given) if given is not None else validation_prompts(val_set, tokenizer)
+
+
+def _train_size(train_set) -> tuple[int | None, float | None]:
+    """Training items and their mean tokens (source + target, from the first 64): what DataSizeWarning weighs."""
+    try:
+        items = len(train_set)
+    except TypeError:  # streamed
+        return None, None
+    sample = [train_set[i] for i in range(min(items, 64))]
+    mean = sum(len(s["src"]) + len(s["tgt"]) for s in sample) / len(sample) if sample else None
+    return items, mean
 
 
 def _collator(tokenizer: PreTrainedTokenizerFast):
