@@ -81,6 +81,11 @@ class HFData:
     def is_pairs(self) -> bool:
         return "src" in self.fields
 
+    @staticmethod
+    def continues_source(settings) -> bool:
+        """From a run's saved data settings: text continues its source, pairs answer it (generation prints)."""
+        return settings.get("text_field") is not None
+
     def _keys(self) -> dict[str, str]:
         names = {"src": "data.source_field", "tgt": "data.target_field", "text": "data.text_field"}
         return {names[column]: field for column, field in self.fields.items()}

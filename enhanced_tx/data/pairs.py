@@ -66,6 +66,8 @@ class PairsData:
     are often sorted, so a tail would not be representative).
     """
 
+    continues_source = False  # a model trained on pairs answers its source (generation prints only the answer)
+
     def __init__(
         self,
         path: str,

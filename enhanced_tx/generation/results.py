@@ -41,11 +41,13 @@ def output_path(cfg: Mapping, run_dir: Path, prompts_file: Path) -> Path:
 
 
 class ResultsFile:
-    """JSONL, one row per continuation: {"index", "sequence", "prompt", "text"}, flushed after each batch."""
+    """JSONL, one row per continuation: {"index", "sequence", "prompt", "text"} and what made it (`made_with`:
+    run, checkpoint, sampler, sampler_settings, seed, max_new_tokens), flushed after each batch."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: IO[str] | None = None
+        self.made_with: dict = {}  # run, checkpoint, sampler + settings, seed: added to every row
 
     def open(self) -> None:
         self._file = self.path.open("w", encoding="utf-8")
@@ -56,7 +58,8 @@ class ResultsFile:
             raise RuntimeError("ResultsFile.write before open()")
         for i, text in enumerate(texts):
             prompt = i // copies
-            row = {"index": first_index + prompt, "sequence": i % copies, "prompt": prompts[prompt], "text": text}
+            row = {"index": first_index + prompt, "sequence": i % copies, "prompt": prompts[prompt], "text": text,
+                   **self.made_with}  # fmt: skip
             self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._file.flush()  # in the OS's hands: a killed process loses none of it
 

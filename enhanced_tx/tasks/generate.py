@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.generation.decode import generate
@@ -17,6 +17,7 @@ from enhanced_tx.generation.loading import load_run, resolve_run_dir
 from enhanced_tx.generation.prompts import prompt_list, read_prompts_file, typed_override
 from enhanced_tx.generation.results import ResultsFile, check_max_new_tokens, output_path, positive_setting
 from enhanced_tx.generation.samplers import Sampler
+from enhanced_tx.generation.task import continues_prompt, provenance
 from enhanced_tx.generation.text import TextStream, decode_rows, encode_prompts
 from enhanced_tx.runtime.device import resolve_device
 
@@ -59,6 +60,10 @@ def generate_text(cfg: DictConfig) -> list[str]:
     tokenizer, eos_id = run.tokenizer, run.tokenizer.eos_token_id
     print(f"run: {run.run_dir}  weights: {run.weights.name}  {run.model.summary()}", file=sys.stderr)
 
+    continues = continues_prompt(run.config)  # pairs runs print only the generated target
+    if results is not None:
+        results.made_with = provenance(run.run_dir, run.weights, OmegaConf.to_container(cfg.sampler, resolve=True),
+                                       cfg.seed, max_new_tokens)  # fmt: skip
     generator = torch.Generator(device).manual_seed(cfg.seed)
     stream_one = cfg.stream and len(prompts) == 1 and copies == 1 and not prompts_file
     texts: list[str] = []
@@ -69,7 +74,7 @@ def generate_text(cfg: DictConfig) -> list[str]:
         src, src_mask = encode_prompts(tokenizer, chunk, run.model.max_seq_len)
         src, src_mask = src.repeat_interleave(copies, dim=0), src_mask.repeat_interleave(copies, dim=0)
         stream = TextStream(tokenizer, eos_id) if stream_one else None
-        if stream is not None:
+        if stream is not None and continues:
             print(chunk[0], end="", flush=True)
         tokens = generate(
             run.model,
@@ -94,5 +99,5 @@ def generate_text(cfg: DictConfig) -> list[str]:
         print(f"wrote {len(texts)} generations to {results.path}", file=sys.stderr)
     elif not stream_one:
         for i, text in enumerate(texts):
-            print(f"{prompts[i // copies]}{text}\n")
+            print(f"{prompts[i // copies] if continues else ''}{text}\n")
     return texts
