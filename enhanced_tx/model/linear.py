@@ -1,7 +1,9 @@
 """Bias-free linear layers with a selectable matrix-multiply backend for CPUs.
 
-`backend="auto"` (the model's default) is the fastest choice measured for the tensors at hand: today that is
-`"onednn"` for CPU tensors and `F.linear` everywhere else (GPUs, autocast, torch.compile).
+`backend="auto"` (the model's default) is the fastest choice for the tensors at hand: on CPUs, fp32 matmuls
+outside `packed_weights()` take whichever of `"onednn"` and `"default"` measured faster for the weight's shape
+on this machine (`linear_choice`: timed once, cached per machine), decoding inside `packed_weights()` takes
+oneDNN's packed weights, and everything else (GPUs, autocast, torch.compile) takes `F.linear`.
 
 `backend="default"` is `F.linear`: PyTorch's own dispatch (MKL sgemm for fp32 on x86 CPUs, oneDNN for
 bf16, cuBLAS on GPUs).
@@ -33,6 +35,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from enhanced_tx.model.linear_choice import choose
 
 LINEAR_BACKENDS = ("auto", "default", "onednn")
 _ONEDNN_BACKENDS = ("auto", "onednn")
@@ -73,6 +77,8 @@ class _OnednnLinear(torch.autograd.Function):
             grad_w = grad_y2.t().mm(x.reshape(-1, x.shape[-1]))  # (N, M) @ (M, K)
         return grad_x, grad_w
 
+
+_CANDIDATES = {"default": F.linear, "onednn": lambda x, weight: _OnednnLinear.apply(x.contiguous(), weight)}
 
 # Per thread: id(weight) -> (weak reference to the weight, (storage pointer, version, dtype, shape), packed copy),
 # filled only inside that thread's `packed_weights()` and emptied when its outermost one exits. Per thread, so
@@ -144,6 +150,8 @@ def linear(x: Tensor, weight: Tensor, backend: str = "default") -> Tensor:
                 return F.linear(x, weight)
             return _onednn_mm(x.contiguous(), _packed(weight))
         if weight.dtype == torch.float32:
+            if backend == "auto" and choose(weight.shape[1], weight.shape[0], weight.dtype, _CANDIDATES) == "default":
+                return F.linear(x, weight)
             if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
                 return _OnednnLinear.apply(x.contiguous(), weight)
             return _onednn_mm(x.contiguous(), weight)

@@ -1,0 +1,134 @@
+"""`linear_backend=auto` on CPUs: the GEMM backend measured fastest on this machine, for each weight shape.
+
+Which library wins depends on the CPU: on AMD EPYC, MKL takes its AVX2 path and oneDNN's AVX-512 kernels
+are 1.3-2x faster; on Intel Xeons MKL has AVX-512 too, and the tiny model's fp32 step was slower with oneDNN
+(0.92x HF BART's). So the first training matmul of each weight shape times a forward + backward of that
+shape (256 rows) with each candidate, alternating, best of 3, and keeps the faster one; a candidate must
+win by 3% to replace PyTorch's default, so "auto" is never measurably slower than `F.linear`.
+
+Choices are kept per process and in a JSON file per machine (CPU model, its vector extensions, torch version,
+thread count) under the cache directory (`ENHANCED_TX_CACHE`, else ~/.cache/enhanced_tx, as
+`paths.cache_dir`; `set_cache_dir` points it elsewhere), so a later run on the same machine measures nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+Matmul = Callable[[Tensor, Tensor], Tensor]  # (x [M, K], weight [N, K]) -> [M, N], differentiable
+MARGIN = 1.03  # a candidate replaces the default only when this much faster
+ROWS, REPEATS = 256, 3
+
+_choices: dict[tuple[int, int, torch.dtype, int], str] = {}  # (K, N, dtype, threads) -> backend
+_machines: dict[int, str] = {}  # threads -> machine_key()
+_cache_dir: Path | None = None
+
+
+def set_cache_dir(path: str | os.PathLike | None) -> None:
+    """Where the per-machine file of measured choices lives (None: the default)."""
+    global _cache_dir
+    _cache_dir = None if path is None else Path(path)
+    _choices.clear()
+
+
+def cache_file() -> Path:
+    root = _cache_dir or Path(os.environ.get("ENHANCED_TX_CACHE", Path.home() / ".cache" / "enhanced_tx"))
+    return root / "linear_backend.json"
+
+
+def machine_key() -> str:
+    """CPU model, the vector extensions that decide the kernels, torch version and threads."""
+    threads = torch.get_num_threads()
+    if threads not in _machines:
+        _machines[threads] = _describe_machine(threads)
+    return _machines[threads]
+
+
+def _describe_machine(threads: int) -> str:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and ":" in line:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and ":" in line:
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    isa = "+".join(f for f in wanted if f in flags)
+    return f"{model}|{isa}|torch {torch.__version__}|{threads} threads"
+
+
+def _time(matmul: Matmul, x: Tensor, weight: Tensor) -> float:
+    start = time.perf_counter()
+    y = matmul(x, weight)
+    y.backward(torch.ones_like(y))
+    return time.perf_counter() - start
+
+
+def measure(k: int, n: int, dtype: torch.dtype, candidates: dict[str, Matmul]) -> dict[str, float]:
+    """Best seconds of one forward + backward per candidate, all timed alternately on the same tensors."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(ROWS, k, generator=generator).to(dtype).requires_grad_()
+    weight = torch.randn(n, k, generator=generator).to(dtype).requires_grad_()
+    best = {name: float("inf") for name in candidates}
+    for matmul in candidates.values():
+        _time(matmul, x, weight)  # warm-up: kernel selection, allocator
+    for _ in range(REPEATS):
+        for name, matmul in candidates.items():
+            best[name] = min(best[name], _time(matmul, x, weight))
+    return best
+
+
+def pick(seconds: dict[str, float], default: str = "default") -> str:
+    """The fastest candidate, if it beats `default` by MARGIN; else `default`."""
+    fastest = min(seconds, key=seconds.__getitem__)
+    return fastest if seconds[fastest] * MARGIN < seconds[default] else default
+
+
+def _read() -> dict:
+    try:
+        return json.loads(cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(machine: str, shape: str, choice: str, seconds: dict[str, float]) -> None:
+    data = _read()
+    data.setdefault(machine, {})[shape] = {"choice": choice, "seconds": seconds}
+    path = cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only cache directory: the choice still holds for this process
+
+
+def choose(k: int, n: int, dtype: torch.dtype, candidates: dict[str, Matmul]) -> str:
+    """The backend for a [N, K] weight of `dtype` on this machine: remembered, read from the cache file, or
+    measured now (then written there)."""
+    key = (k, n, dtype, torch.get_num_threads())
+    choice = _choices.get(key)
+    if choice is None:
+        machine, shape = machine_key(), f"{str(dtype).removeprefix('torch.')} {k}x{n}"
+        saved = _read().get(machine, {}).get(shape)
+        if saved is not None and saved.get("choice") in candidates:
+            choice = saved["choice"]
+        else:
+            with torch.inference_mode(False), torch.enable_grad():
+                seconds = measure(k, n, dtype, candidates)
+            choice = pick(seconds)
+            _write(machine, shape, choice, seconds)
+        _choices[key] = choice
+    return choice
