@@ -59,7 +59,9 @@ class Evaluator:
             batch = self.collator([self.val_set[j] for j in indices]).to(self.device)
             with self.precision.autocast(self.device):
                 logits = model(batch.src, batch.tgt_in, batch.src_mask)
-            sums += torch.stack([token_loss_sum(logits, batch.labels).double(), batch.num_tgt_tokens.double(),
+            # over the real vocabulary, as in training (a wrapped model without `vocab_size`: all logits)
+            summed = token_loss_sum(logits, batch.labels, vocab_size=getattr(model, "vocab_size", None))
+            sums += torch.stack([summed.double(), batch.num_tgt_tokens.double(),
                                  batch.num_tokens.double()])  # fmt: skip
             if progress is not None:
                 progress(1)
