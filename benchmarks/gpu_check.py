@@ -1,10 +1,13 @@
-"""One prepared GPU check (H100/H200, one GPU, no network, under 5 minutes): `bash benchmarks/gpu_check.sh`.
+"""One prepared GPU check (H100/H200, one GPU, no network, under 8 minutes): `bash benchmarks/gpu_check.sh`.
 
 The DESIGN's GPU figures: the small model (d768, 12 heads, 6+6 layers, vocab 32000) at batch 32 with 512
 source and 512 target tokens, bf16 autocast, flash SDPA, torch.compile, MFU against a bf16 matmul peak
 measured here (goal >= 45%). Also: fp16 (GradScaler) and bf16 training steps stay finite, memory after the
 forward pass and peak memory with and without gradient checkpointing, HF BART side by side at the same
-shapes. Writes a JSON file (after every part) and prints a table.
+shapes; per-block compilation (each Transformer block compiled once, torchtitan's choice) with the number of
+graphs dynamo built, also over batches of several lengths (no recompile storm: at most a handful); greedy
+decoding of the small model at batch 1, ms per step against BART's (goal <= 0.5x). Writes a JSON file
+(after every part), a copy named by date and device under `benchmarks/results/`, and prints a table.
 
 Every part runs in its own child process (`--part NAME`): a crash (a segfault in a compiler, say), a hang or
 an exception is recorded in `errors` and the other parts still run. When compiling the whole forward + loss
@@ -30,20 +33,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from enhanced_tx.bench.batch import make_batch  # noqa: E402
+from enhanced_tx.bench.batch import Batch, make_batch  # noqa: E402
+from enhanced_tx.bench.generation import Runner, generator_for, measure_generation  # noqa: E402
 from enhanced_tx.bench.machine import describe, one_line  # noqa: E402
 from enhanced_tx.bench.memory import measure_memory  # noqa: E402
-from enhanced_tx.runtime.peak import measure_peaks  # noqa: E402
 from enhanced_tx.bench.peers import BART, OURS, build_bart, build_ours  # noqa: E402
 from enhanced_tx.bench.shapes import Shape  # noqa: E402
 from enhanced_tx.bench.table import Table, fmt  # noqa: E402
 from enhanced_tx.bench.training import TrainOptions, TrainStep, measure_training  # noqa: E402
+from enhanced_tx.runtime.peak import measure_peaks  # noqa: E402
 
 GPU_SHAPE = Shape(
     "small", d_model=768, n_heads=12, n_layers=6, ffn=3072, vocab=32000, batch=32, src_len=512, tgt_len=512
 )
 DRY_SHAPE = Shape("tiny", d_model=256, n_heads=4, n_layers=2, ffn=1024, vocab=8192, batch=2, src_len=64, tgt_len=64)
 MFU_GOAL = 0.45
+DECODE_GOAL = 0.5  # our greedy ms/step over BART's, small, batch 1
+RECOMPILE_LENGTHS = (512, 384, 256, 128)  # target lengths of the many-lengths compile part (dry run: /8)
 COMPILED = "train ours bf16 compiled"
 COMPILED_BLOCKS = "train ours bf16 compiled per block"
 
@@ -61,6 +67,47 @@ class Parts:
         self.args = args
         self.device = torch.device("cpu" if args.dry_run else "cuda")
         self.shape = DRY_SHAPE if args.dry_run else GPU_SHAPE
+
+    def recompiles(self) -> dict:
+        """Per-block compiled training over batches of several target lengths: how many graphs dynamo built."""
+        from torch._dynamo.utils import counters
+
+        contender = build_ours(self.shape)
+        contender.model.to(self.device)
+        lengths = [n // (8 if self.args.dry_run else 1) for n in RECOMPILE_LENGTHS]
+        batch = make_batch(self.shape, self.device)
+        step = TrainStep(contender, "bf16", batch, TrainOptions(optimizer="fused", compile_blocks=True))
+        seconds = []
+        with flash_only() if self.device.type == "cuda" else _nothing():
+            for length in lengths * 2:  # each length twice: the second visit must compile nothing
+                step.batch = Batch(batch.src, batch.tgt_in[:, :length], batch.labels[:, :length])
+                start = time.perf_counter()
+                step()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                seconds.append(time.perf_counter() - start)
+        stats = {k: int(v) for k, v in counters["stats"].items()}
+        return {
+            "lengths": lengths,
+            "unique_graphs": stats.get("unique_graphs"),
+            "dynamo_stats": stats,
+            "recompiles": sum(int(v) for v in counters["recompiles"].values()) if "recompiles" in counters else None,
+            "second_pass_max_s": max(seconds[len(lengths) :]),
+            "first_pass_s": seconds[: len(lengths)],
+            "finite": math.isfinite(float(step.last_loss)),
+        }
+
+    def decode(self) -> dict:
+        """Greedy decoding with the KV cache, batch 1, bf16 weights: ours against BART, ms per step."""
+        runners = [
+            Runner(c.name, "bf16", generator_for(c, "bf16")) for c in (build_ours(self.shape), build_bart(self.shape))
+        ]
+        for runner, contender in zip(runners, (OURS, BART), strict=True):
+            assert runner.model == contender
+        new_tokens = 16 if self.args.dry_run else 128
+        results = measure_generation(self.shape.name, runners, 1, self.shape.vocab, 64, new_tokens, 3, self.device)
+        ms = {r.model: r.ms_per_step for r in results}
+        return {"ms_per_step": ms, "new_tokens": new_tokens, "ratio": ms[OURS] / ms[BART], "goal": DECODE_GOAL}
 
     def peaks(self) -> dict:
         dtypes = ["bf16", "fp16"] if self.device.type == "cuda" else ["bf16"]
@@ -137,6 +184,8 @@ class Parts:
             "flash": self.flash,
             COMPILED: lambda: self.train(OURS, compile=True),
             COMPILED_BLOCKS: lambda: self.train(OURS, per_block=True),
+            "recompiles": self.recompiles,
+            "decode": self.decode,
             "train bart bf16 eager": lambda: self.train(BART),
             "train ours bf16 eager": lambda: self.train(OURS),
             "finite bf16": lambda: self.finite("bf16"),
@@ -156,15 +205,23 @@ class Check:
         device = torch.device("cpu" if args.dry_run else "cuda")
         shape = DRY_SHAPE if args.dry_run else GPU_SHAPE
         self.out: dict = {"machine": describe(device), "shape": vars(shape), "errors": {}, "skipped": []}
+        self.out["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.out["dry_run"] = bool(args.dry_run)
+        name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu-dry-run"
+        device_name = "".join(c if c.isalnum() else "-" for c in name)
+        stem = f"gpu_check_{time.strftime('%Y%m%d-%H%M', time.gmtime())}_{device_name}"
+        results = Path(args.results_dir) if args.results_dir else Path(args.out).parent
+        self.dated = results / f"{stem}.json"
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
     def save(self) -> None:
         self.out["total_s"] = self.elapsed()
-        path = Path(self.args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.out, indent=2, default=str))
+        text = json.dumps(self.out, indent=2, default=str)
+        for path in (Path(self.args.out), self.dated):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
 
     def part(self, name: str, cost_s: float) -> bool:
         """Run one part in a child process unless the budget would be exceeded; True when it succeeded."""
@@ -197,16 +254,19 @@ class Check:
     def run(self) -> dict:
         self.part("peaks", 30)
         self.part("flash", 20)
-        if not self.args.no_compile and not self.part(COMPILED, 150):
-            self.part(COMPILED_BLOCKS, 120)  # smaller graphs: a different path through the compiler
+        if not self.args.no_compile:
+            self.part(COMPILED_BLOCKS, 100)  # repeated blocks compile once: the compile path users get
+            self.part("recompiles", 90)
         self.part("train bart bf16 eager", 30)
         self.part("train ours bf16 eager", 30)
         self.part("finite bf16", 20)
         self.part("finite fp16", 20)
         self.part("memory ours", 25)
         self.part("memory bart", 25)
+        self.part("decode", 40)
         if not self.args.no_compile:
-            self.part("train bart bf16 compiled", 150)
+            self.part(COMPILED, 120)  # the whole forward + loss as one graph
+            self.part("train bart bf16 compiled", 120)
         self._mfu()
         self.save()
         return self.out
@@ -216,6 +276,14 @@ class Check:
         for key, value in self.out.items():
             if key.startswith("train ") and isinstance(value, dict) and peak and value.get("tflops"):
                 value["mfu"] = value["tflops"] * 1e12 / peak
+
+
+class _nothing:  # a context manager that does nothing (CPU dry run: no flash kernel)
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _failure(proc: subprocess.CompletedProcess) -> str:
@@ -267,7 +335,23 @@ def table(out: dict) -> str:
         r = out.get(f"finite {dtype}")
         if r:
             f.add(dtype, str(r["finite"]), " ".join(f"{x:.3f}" for x in r["losses"]), fmt(r["grad_scale"]))
-    parts = [one_line(out["machine"]), t.text(), m.text(), f.text()]
+    parts = [f"{one_line(out['machine'])}  ({out.get('date')}{', DRY RUN on a CPU' if out.get('dry_run') else ''})"]
+    parts += [t.text(), m.text(), f.text()]
+    r = out.get("recompiles")
+    if r:
+        parts.append(
+            f"per-block compile over target lengths {r['lengths']} (each twice): {r['unique_graphs']} graphs, "
+            f"recompiles {r['recompiles']}, slowest second-pass step {r['second_pass_max_s']:.2f}s"
+        )
+    d = out.get("decode")
+    if d:
+        ms = d["ms_per_step"]
+        verdict = "met" if d["ratio"] <= d["goal"] else "NOT met"
+        parts.append(
+            f"greedy decode, batch 1, bf16, {d['new_tokens']} tokens: ours {ms[OURS]:.2f} ms/step, "
+            f"BART {ms[BART]:.2f}: "
+            f"{d['ratio']:.2f}x (goal <= {d['goal']}x: {verdict})"
+        )
     if "flash" in out:
         parts.append(
             f"flash SDPA for every attention call (fwd + bwd): {out['flash']['flash_attention_forward_backward']}"
@@ -284,7 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny shape: check the script, not the GPU")
     p.add_argument("--steps", type=int, default=10, help="timed steps per training run (after warm-up)")
     p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--budget-s", type=float, default=280.0, help="skip parts that would end after this")
+    p.add_argument("--budget-s", type=float, default=420.0, help="skip parts that would end after this")
+    p.add_argument(
+        "--results-dir",
+        default=None,
+        help="also write a copy named by date and device here (gpu_check.sh: benchmarks/results; default: --out's)",
+    )
     p.add_argument("--out", default="/tmp/gpu_check.json")
     p.add_argument("--part", default=None, help=argparse.SUPPRESS)  # internal: run one part in this process
     p.add_argument("--part-out", default=None, help=argparse.SUPPRESS)
