@@ -10,9 +10,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-import enhanced_tx.generation.run as generation_run
+import enhanced_tx.tasks.generate as generation_run
 from enhanced_tx.errors import ConfigError
-from enhanced_tx.generation.run import generate_text
+from enhanced_tx.tasks.generate import generate_text
 
 from .conftest import CONF_DIR
 from .test_trust import run_folder  # noqa: F401 (a fixture: a run folder without training)
