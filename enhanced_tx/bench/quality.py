@@ -31,7 +31,7 @@ from enhanced_tx.bench.quality_result import Outcome, QualitySpec
 from enhanced_tx.data.catalog_pairs import build_catalog_pairs
 from enhanced_tx.data.pairs_format import read_pairs
 
-QUICK = {"steps": 60, "seconds": 15.0, "eval_every": 30, "test_pairs": 100}
+QUICK = {"steps": 40, "seconds": 10.0, "eval_every": 20, "test_pairs": 50}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = PairsData(str(data.train), val_path=str(data.val))
     train, val = pairs.split()
     test = read_pairs(str(data.test), "test", "jsonl", "source", "target", False)[: args.test_pairs]
-    tokenizer = BPETokenizer().build(pairs.tokenizer_corpus())  # the tokenizer run_train.py builds for ours
+    # BART's tokenizer: the one run_train.py builds for ours (the same BPE on the same training text)
+    tokenizer = None if args.skip_bart else BPETokenizer().build(pairs.tokenizer_corpus())
     out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
     outcomes: list[Outcome] = []
 
