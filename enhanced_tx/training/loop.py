@@ -21,7 +21,7 @@ from enhanced_tx.training.evaluator import Evaluator
 from enhanced_tx.training.metrics import ThroughputWindow
 from enhanced_tx.training.optim import build_optimizer
 from enhanced_tx.training.parts import TrainingParts
-from enhanced_tx.training.resume import ResumePoint, ResumeSpec, find_resume_point
+from enhanced_tx.training.resume import ResumePoint, ResumeSpec, RunRefused, find_resume_point
 from enhanced_tx.training.state import TrainingState
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def checkpoint_state(trainer: Trainer, run: LiveRun) -> dict:
     """Everything an exact resume needs: each stateful part's state dict, and what defines the run."""
     return {
         "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
+        "optimizer": run.optimizer.state_dict() if trainer.save_optimizer else None,
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
         "train_state": run.state.state_dict(),
         "data": run.source.state_dict(),
@@ -151,6 +151,11 @@ def _resume_point(trainer: Trainer, parts: TrainingParts) -> ResumePoint | None:
 
 def _restore(trainer, point, model, optimizer, scaler, state, batches, callbacks, budget) -> Budget:
     path, saved = point.path, point.take_state()
+    if saved.get("optimizer") is None:
+        raise RunRefused(
+            f"cannot resume from {path}: it was saved with trainer.save_optimizer=false (weights only, no "
+            f"optimizer state); start a new run from its weights with trainer.init_from={path}"
+        )
     _check_weight_shapes(saved, path, model)
     trainer.strategy.load_weights(saved, path, model, optimizer)  # full or sharded, any world size
     if scaler is not None and saved.get("scaler"):

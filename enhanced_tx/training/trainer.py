@@ -68,6 +68,7 @@ class Trainer:
         resume: str | None = None,
         keep_last: int = 3,
         save_half_precision: bool = False,
+        save_optimizer: bool = True,
         max_nonfinite_steps: int = 25,
         peak_flops: float | None = None,
         sample_max_new_tokens: int = 32,
@@ -87,6 +88,7 @@ class Trainer:
         self.gradient_checkpointing, self.length_bucketing = gradient_checkpointing, length_bucketing
         self.compile, self.keep_freed_memory = compile, keep_freed_memory
         self.resume, self.keep_last, self.save_half_precision = resume, keep_last, save_half_precision
+        self.save_optimizer = save_optimizer  # false: weights-only checkpoints (sweep jobs that never resume)
         self.max_nonfinite_steps, self.peak_flops, self.progress_bar = max_nonfinite_steps, peak_flops, progress_bar
         self.label_smoothing, self.init_from = label_smoothing, init_from
         # read by the composition root, which wires the samples and BLEU/chrF callbacks (no import here)
