@@ -221,13 +221,19 @@ TRAIN_SHORT = (
 )
 
 
-def train_objective(tmp_path: Path, name: str, steps: int, corpus: Path) -> tuple[float, float]:
+def train_objective(tmp_path: Path, name: str, steps: int, corpus: Path, *overrides: str) -> tuple[float, float]:
     from enhanced_tx.tasks.train import train
 
     from .conftest import compose_train
 
     cfg = compose_train(
-        tmp_path, *TRAIN_SHORT, "data=text", f"data.path={corpus}", f"objective={name}", f"trainer.max_steps={steps}"
+        tmp_path,
+        *TRAIN_SHORT,
+        "data=text",
+        f"data.path={corpus}",
+        f"objective={name}",
+        f"trainer.max_steps={steps}",
+        *overrides,
     )
     best = train(cfg)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(tmp_path / "run" / "tokenizer")
@@ -247,7 +253,49 @@ def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OBJECTIVES)
 def test_every_objective_trains_below_the_unigram_loss(name: str, tmp_path: Path, corpus_file: Path) -> None:
-    best, unigram = train_objective(tmp_path, name, 60, corpus_file)
+    # ~30 s each on a shared 2-core CPU; the fast variant below trains span corruption only
+    settings = ("model.d_model=128", "trainer.batch_size=32", "scheduler.warmup=0.05")
+    best, unigram = train_objective(tmp_path, name, 150, corpus_file, *settings)
     assert best < unigram, f"{name}: val loss {best:.3f} not below the unigram loss {unigram:.3f}"
+
+
+def test_span_corruption_trains_below_the_unigram_loss_fast(tmp_path: Path, corpus_file: Path) -> None:
+    best, unigram = train_objective(tmp_path, "span_corruption", 40, corpus_file, "positional=learned")
+    assert best < unigram - 0.1, f"val loss {best:.3f} not below the unigram loss {unigram:.3f}"
+    saved = PreTrainedTokenizerFast.from_pretrained(tmp_path / "run" / "tokenizer")
+    assert saved.convert_tokens_to_ids(SENTINEL.format(0)) == 260  # the run saved its sentinels
+
+
+def test_prompts_read_objective_tokens_and_outputs_show_them() -> None:
+    from enhanced_tx.generation.text import detokenize, encode_prompts
+
+    tokenizer = tokenizer_for(SpanCorruption(num_sentinels=3))
+    src, mask = encode_prompts(tokenizer, ["The <extra_id_0> sat on <extra_id_1>.", "</s> stays text"], 64)
+    first = src[0][mask[0]].tolist()
+    assert first == [*ids(tokenizer, "The "), 260, *ids(tokenizer, " sat on "), 261, *ids(tokenizer, ".")]
+    assert src[1][mask[1]].tolist() == ids(tokenizer, "</s> stays text")  # the tokenizer's own specials stay text
+    assert detokenize(tokenizer, [*first, tokenizer.eos_token_id]) == "The <extra_id_0> sat on <extra_id_1>."
+    assert detokenize(ByteTokenizer().build(), [1, 76, 2]) == "H"  # no objective: pad/bos/eos dropped as before
+
+
+def ids(tokenizer: PreTrainedTokenizerFast, text: str) -> list[int]:
+    return encode_texts(tokenizer, [text])[0]
+
+
+def test_ablation_objective_preset_sweeps_every_objective_at_one_token_budget(tmp_path: Path) -> None:
+    from .conftest import compose_train
+
+    cfg = compose_train(tmp_path, "experiment=ablation_objective")
+    assert cfg.trainer.max_steps is None and cfg.trainer.budget.tokens == 2.0e6 and cfg.model.d_model == 256
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        swept = compose("train", overrides=["experiment=ablation_objective"], return_hydra_config=True)
+    assert sorted(swept.hydra.sweeper.params.objective.split(",")) == OBJECTIVES
+    classes = {"prefix_lm": PrefixLM, "span_corruption": SpanCorruption, "denoising": Denoising}
+    for name in OBJECTIVES:  # each job's data source gets its objective through ${oc.select:objective}
+        job = compose_train(tmp_path, "experiment=ablation_objective", f"objective={name}")
+        assert type(instantiate(job.data).objective) is classes[name]

@@ -84,13 +84,16 @@ def _composed(conf_dir: Path, config_name: str, overrides: list[str]) -> Iterato
 
     if GlobalHydra.instance().is_initialized():  # a caller composed before us (tests): start from scratch
         GlobalHydra.instance().clear()
+    composed_defaults: dict[tuple[str, ...], DictConfig] = {}  # one per combination of group choices
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         for variant in _variants(overrides):
-            groups = [o for o in variant if _is_group_choice(conf_dir, o)]
+            groups = tuple(o for o in variant if _is_group_choice(conf_dir, o))
             try:
-                defaults = compose(config_name, overrides=groups, return_hydra_config=True)
+                if groups not in composed_defaults:
+                    composed_defaults[groups] = compose(config_name, overrides=list(groups), return_hydra_config=True)
             except HydraException as error:
                 raise EnhancedTxError(_composition_error(error, None)) from None
+            defaults = composed_defaults[groups]
             try:
                 cfg = compose(config_name, overrides=variant, return_hydra_config=True)
             except HydraException as error:

@@ -11,7 +11,7 @@ from typing import TextIO
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from enhanced_tx.data.encoding import encode_texts
+from enhanced_tx.data.objectives import decode_keeping_objective_tokens, encode_prompt_texts
 from enhanced_tx.errors import ConfigError
 
 
@@ -31,7 +31,7 @@ def encode_prompts(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts -> right-padded src [B, S] and src_mask [B, S], encoded as the training sources are (no
     special tokens); a prompt longer than `max_len` tokens keeps its last `max_len`."""
-    ids = encode_texts(tokenizer, list(prompts))
+    ids = encode_prompt_texts(tokenizer, list(prompts))  # a span-corruption run's <extra_id_N> are its sentinels
     if any(not row for row in ids):
         raise ConfigError('prompt is empty; pass prompt="some text"')
     for number, row in enumerate(ids):
@@ -55,7 +55,7 @@ def cut_at_eos(row: list[int], eos_id: int) -> tuple[list[int], int]:
 def detokenize(tokenizer, ids: Sequence[int]) -> str:
     """Token ids -> text as written: special tokens dropped, no "clean up" of spaces before punctuation
     (references are raw text, so a cleaned hypothesis would be scored against text it never matched)."""
-    return tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return decode_keeping_objective_tokens(tokenizer, ids)  # sentinels / <mask> of an objective stay visible
 
 
 def decode_rows(tokenizer: PreTrainedTokenizerFast, tokens: torch.Tensor, eos_id: int) -> list[str]:

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.checkpoint.atomic import clean_stale_temporaries
+from enhanced_tx.data.hf_stream import StreamItems
 from enhanced_tx.data.objectives import add_objective_tokens
 from enhanced_tx.data.tokenizers import load_saved_tokenizer
 from enhanced_tx.errors import EnhancedTxError
@@ -165,6 +166,11 @@ def _train_into(cfg: DictConfig, strategy, run_dir: Path) -> float:
         logger.summary(
             {"params/total": model.num_parameters(), "params/non_embedding": model.num_parameters(non_embedding=True)}
         )
+        collator = _collator(tokenizer)
+        # a streamed split (data.streaming=true) is its own batch source; map-style data gets the default one
+        batches = None
+        if isinstance(train_set, StreamItems):
+            batches = train_set.batches(collator, trainer.batch_size, device, strategy.rank, strategy.world_size)
         parts = TrainingParts(
             model=model,
             optimizer_factory=instantiate(cfg.optimizer),
@@ -172,7 +178,8 @@ def _train_into(cfg: DictConfig, strategy, run_dir: Path) -> float:
             precision=instantiate(cfg.precision),
             train_set=train_set,
             val_set=val_set,
-            collator=_collator(tokenizer),
+            collator=collator,
+            batches=batches,
             logger=logger,
             run_dir=run_dir,
             device=device,

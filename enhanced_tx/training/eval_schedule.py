@@ -1,6 +1,6 @@
 """When the loop evaluates: every trainer.eval_every steps, and at each quarter of the run too when that
-would give fewer than a few evaluations (a 30-step run with eval_every=100, or a budget run whose number of
-steps is unknown), so every curve has points. The end of the run is always evaluated by the loop."""
+would evaluate only at the end (a 30-step run with eval_every=100, or a budget run whose number of steps is
+unknown), so every curve has points. The end of the run is always evaluated by the loop."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ MIN_EVALUATIONS = 4  # per run, counting the final one
 class EvalSchedule:
     def __init__(self, eval_every: int, budget: Budget, progress: float, marks: int = MIN_EVALUATIONS) -> None:
         self.eval_every = eval_every
-        enough = budget.steps_only and budget.max_steps // eval_every >= marks
+        # eval_every already gives a curve (one evaluation before the end, and the end): leave it as set
+        enough = budget.steps_only and budget.max_steps // eval_every >= 2
         # progress marks still ahead of a resumed run: those behind it were evaluated before it stopped
         self._marks = [] if enough else [i / marks for i in range(1, marks) if i / marks > progress]
 

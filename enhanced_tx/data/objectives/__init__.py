@@ -7,6 +7,7 @@
 from enhanced_tx.data.objectives.base import Objective, WindowTransform, add_objective_tokens, item_rng
 from enhanced_tx.data.objectives.denoising import MASK, Denoising
 from enhanced_tx.data.objectives.prefix_lm import PrefixLM
+from enhanced_tx.data.objectives.prompts import decode_keeping_objective_tokens, encode_prompt_texts
 from enhanced_tx.data.objectives.span_corruption import SENTINEL, SpanCorruption
 from enhanced_tx.data.objectives.windows import WindowDataset
 
@@ -20,5 +21,7 @@ __all__ = [
     "WindowDataset",
     "WindowTransform",
     "add_objective_tokens",
+    "decode_keeping_objective_tokens",
+    "encode_prompt_texts",
     "item_rng",
 ]
