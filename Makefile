@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 # import names of setup.cfg's requirements and the dev extra: all present means nothing to install
 DEPENDENCIES = hydra omegaconf transformers tokenizers safetensors wandb tqdm numpy yaml matplotlib sacrebleu \
-	scipy markdown_it pydantic \
+	scipy markdown_it pydantic datasets \
 	hydra_plugins.hydra_optuna_sweeper hydra_plugins.hydra_joblib_launcher hydra_plugins.hydra_submitit_launcher \
 	pytest ruff
 SWEEP ?= latest
