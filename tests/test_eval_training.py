@@ -17,6 +17,7 @@ from enhanced_tx.data import IGNORE_INDEX, collate
 from enhanced_tx.errors import EnhancedTxError
 from enhanced_tx.tasks.train import train
 from enhanced_tx.training import Precision, Trainer, TrainingParts
+from enhanced_tx.training.batches import MapStyleBatches, epoch_sampler
 
 from .conftest import TINY_TRAIN, compose_train, make_model
 
@@ -70,6 +71,13 @@ def one_batch(vocab_size: int = 97):
     return collate(items, pad_id=0, bos_id=1)
 
 
+def step_parts(model, tmp_path) -> TrainingParts:
+    """What `Trainer._optimizer_step` reads of the parts (one step on the CPU, no data set)."""
+    return TrainingParts(model=model, optimizer_factory=None, schedule=None, precision=Precision(), train_set=None,
+                         val_set=None, collator=None, logger=None, run_dir=tmp_path,
+                         device=torch.device("cpu"))  # fmt: skip
+
+
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
 def test_label_smoothing_trains_on_the_loss_f_cross_entropy_gives(smoothing, tmp_path):
     """The step's loss is F.cross_entropy(label_smoothing=...) of the real vocabulary's logits: the softmax never
@@ -82,18 +90,7 @@ def test_label_smoothing_trains_on_the_loss_f_cross_entropy_gives(smoothing, tmp
     real = logits[..., :97].flatten(0, 1)
     expected = F.cross_entropy(real, labels, ignore_index=IGNORE_INDEX, label_smoothing=smoothing)
     trainer = Trainer(label_smoothing=smoothing, progress_bar=False)
-    parts = TrainingParts(
-        model=model,
-        optimizer_factory=None,
-        schedule=None,
-        precision=Precision(),
-        train_set=None,
-        val_set=None,
-        collator=None,
-        logger=None,
-        run_dir=tmp_path,
-        device=torch.device("cpu"),
-    )
+    parts = step_parts(model, tmp_path)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
 
     loss_sum, targets, *_ = trainer._optimizer_step(model, model, optimizer, None, parts, iter([batch]))
@@ -103,6 +100,52 @@ def test_label_smoothing_trains_on_the_loss_f_cross_entropy_gives(smoothing, tmp
     # a softmax (and smoothing) over the padded rows as well would be another number
     padded = F.cross_entropy(logits.flatten(0, 1), labels, ignore_index=IGNORE_INDEX, label_smoothing=smoothing)
     assert loss_sum / targets != pytest.approx(float(padded), rel=1e-4)
+
+
+def test_z_loss_adds_its_coefficient_times_the_mean_squared_log_partition(tmp_path):
+    """trainer.z_loss=c trains on CE + c * mean(log Z^2) over the targets (Z over the real vocabulary), reports
+    that share as z_loss_sum, and the term reaches the gradient (the update differs from the plain one)."""
+    batch, coefficient = one_batch(), 1e-2
+    reference = make_model("rope", vocab_size=97)
+    with torch.no_grad():
+        real = reference(batch.src, batch.tgt_in, batch.src_mask)[..., :97].flatten(0, 1)
+    labels = batch.labels.flatten()
+    kept = labels != IGNORE_INDEX
+    ce = F.cross_entropy(real, labels, ignore_index=IGNORE_INDEX)
+    z_mean = torch.logsumexp(real[kept], dim=-1).square().mean()
+    results, models = {}, {}
+    for c in (0.0, coefficient):
+        model = make_model("rope", vocab_size=97)  # the same weights as the reference
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        trainer = Trainer(z_loss=c, progress_bar=False)
+        results[c] = trainer._optimizer_step(model, model, optimizer, None, step_parts(model, tmp_path), iter([batch]))
+        models[c] = model
+
+    plain, with_z = results[0.0], results[coefficient]
+    assert plain.loss_sum / plain.targets == pytest.approx(float(ce), rel=1e-6) and plain.z_loss_sum == 0.0
+    assert with_z.loss_sum / with_z.targets == pytest.approx(float(ce + coefficient * z_mean), rel=1e-6)
+    assert with_z.z_loss_sum / with_z.targets == pytest.approx(float(coefficient * z_mean), rel=1e-6)
+    assert float(coefficient * z_mean) > 1e-3  # a difference the approx checks above can see
+    a, b = models[0.0].state_dict(), models[coefficient].state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_z_loss_comes_from_the_trainer_config_and_is_logged_when_on(tmp_path):
+    from .test_training import copy_parts, quiet_trainer
+
+    assert instantiate(compose_train(tmp_path).trainer).z_loss == 0.0
+    assert instantiate(compose_train(tmp_path, "trainer.z_loss=1e-4").trainer).z_loss == 1e-4
+    with pytest.raises(Exception, match=r"trainer.z_loss=-0.1 must be >= 0"):  # via Hydra
+        instantiate(compose_train(tmp_path, "trainer.z_loss=-0.1").trainer)
+    for c, folder in ((0.0, tmp_path / "off"), (1e-3, tmp_path / "on")):
+        quiet_trainer(max_steps=2, eval_every=2, z_loss=c).fit(copy_parts(folder))
+    rows = {
+        name: [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        for name in ("off", "on")
+    }
+    assert not any("train/z_loss" in r for r in rows["off"])
+    logged = [r for r in rows["on"] if "train/loss" in r]
+    assert len(logged) == 2 and all(0 < r["train/z_loss"] < r["train/loss"] for r in logged)
 
 
 def test_label_smoothing_comes_from_the_trainer_config(tmp_path):
@@ -116,15 +159,16 @@ def test_label_smoothing_comes_from_the_trainer_config(tmp_path):
 
 
 def recorded_batches(monkeypatch):
+    """The micro-batches the trainer takes from its (default) batch source."""
     seen = []
-    original = Trainer._micro_batches
+    original = MapStyleBatches.__iter__
 
-    def recording(self, parts, state):
-        for batch in original(self, parts, state):
+    def recording(self):
+        for batch in original(self):
             seen.append(batch)
             yield batch
 
-    monkeypatch.setattr(Trainer, "_micro_batches", recording)
+    monkeypatch.setattr(MapStyleBatches, "__iter__", recording)
     return seen
 
 
@@ -172,10 +216,8 @@ def test_without_a_token_budget_batches_hold_batch_size_items(tmp_path, pairs_fi
 
 
 def test_a_token_budget_on_data_without_lengths_is_a_clear_error(tmp_path, text_file):
-    trainer = Trainer(progress_bar=False)
-    trainer.max_tokens_per_batch = 100
     with pytest.raises(EnhancedTxError, match="data.max_tokens_per_batch needs per-item lengths"):
-        trainer._sampler(list(range(10)), seed=0, epoch=0, start=0)
+        epoch_sampler(list(range(10)), 4, seed=0, epoch=0, max_tokens=100)
     with pytest.raises(Exception, match="max_tokens_per_batch=0 must be >= 1"):
         instantiate(compose_train(tmp_path, "data=pairs", "data.path=x.jsonl", "data.max_tokens_per_batch=0").data)
 

@@ -84,7 +84,7 @@ def build_run(trainer: Trainer, parts: TrainingParts) -> LiveRun:
         device=device,
         seed=parts.seed,
         bucketing=trainer.length_bucketing,
-        max_tokens=trainer.max_tokens_per_batch,
+        max_tokens=parts.max_tokens_per_batch,
         rank=strategy.rank,
         world_size=strategy.world_size,
     )
@@ -94,7 +94,7 @@ def build_run(trainer: Trainer, parts: TrainingParts) -> LiveRun:
     logger = parts.logger if strategy.is_main and parts.logger is not None else SilentLogger()
     evaluator = Evaluator(parts.val_set, parts.collator, batch_size=trainer.batch_size,
                           max_batches=trainer.eval_batches, precision=parts.precision, device=device,
-                          strategy=strategy, max_tokens=trainer.max_tokens_per_batch)  # fmt: skip
+                          strategy=strategy, max_tokens=parts.max_tokens_per_batch)  # fmt: skip
     ctx = LoopContext(model, state, logger, strategy, evaluator, parts.precision, device, RunFolder(parts.run_dir),
                       monitor_name=trainer.monitor.name)  # fmt: skip
     peak = trainer.peak_flops or measure_matmul_peak(device, parts.precision.dtype)

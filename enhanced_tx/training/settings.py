@@ -17,6 +17,8 @@ def check_settings(settings: dict) -> None:
         problems.append(f"trainer.epochs={settings['epochs']} must be positive")
     if not 0.0 <= settings["label_smoothing"] < 1.0:
         problems.append(f"trainer.label_smoothing={settings['label_smoothing']} must be in [0, 1)")
+    if settings["z_loss"] < 0:
+        problems.append(f"trainer.z_loss={settings['z_loss']} must be >= 0 (0 = off; PaLM used 1e-4)")
     if settings["eval_generate"] < 0:
         problems.append(f"trainer.eval_generate={settings['eval_generate']} must be >= 0 (0 = off)")
     monitor = settings["monitor"]

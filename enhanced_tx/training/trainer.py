@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
-from enhanced_tx.data.collate import Batch
 from enhanced_tx.errors import EnhancedTxError
 from enhanced_tx.runfolder import RunFolder
-from enhanced_tx.training.batches import MapStyleBatches, epoch_sampler
+from enhanced_tx.training.batches import MapStyleBatches
 from enhanced_tx.training.budget import Budget
 from enhanced_tx.training.distributed import SingleProcess
 from enhanced_tx.training.eval_schedule import EvalSchedule
 from enhanced_tx.training.loop import LiveRun, build_run, checkpoint_state, save_final_weights
-from enhanced_tx.training.loss import token_loss_sum
+from enhanced_tx.training.loss import token_loss_sum, z_loss_sum
 from enhanced_tx.training.monitor import Monitor
 from enhanced_tx.training.parts import TrainingParts
 from enhanced_tx.training.preemption import PreemptionGuard, TrainingInterrupted
@@ -36,11 +34,12 @@ class TrainingDiverged(EnhancedTxError):
 class StepResult(NamedTuple):
     """One optimizer step, as Python numbers (the step's one host sync)."""
 
-    loss_sum: float  # summed cross-entropy over the step's target tokens (all ranks)
+    loss_sum: float  # summed training loss over the step's target tokens (all ranks), z-loss included
     targets: int
     tokens: int  # non-padding source + target tokens (all ranks)
     grad_norm: float
     flops: float  # model FLOPs of forward + backward (all ranks)
+    z_loss_sum: float = 0.0  # the z-loss's share of loss_sum (0 with trainer.z_loss=0)
 
     @property
     def finite(self) -> bool:
@@ -74,6 +73,7 @@ class Trainer:
         sample_max_new_tokens: int = 32,
         progress_bar: bool = True,
         label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
         init_from: str | None = None,
         eval_generate: int = 0,
         eval_generate_max_new_tokens: int | None = None,
@@ -90,12 +90,11 @@ class Trainer:
         self.resume, self.keep_last, self.save_half_precision = resume, keep_last, save_half_precision
         self.save_optimizer = save_optimizer  # false: weights-only checkpoints (sweep jobs that never resume)
         self.max_nonfinite_steps, self.peak_flops, self.progress_bar = max_nonfinite_steps, peak_flops, progress_bar
-        self.label_smoothing, self.init_from = label_smoothing, init_from
+        self.label_smoothing, self.z_loss, self.init_from = label_smoothing, z_loss, init_from
         # read by the composition root, which wires the samples and BLEU/chrF callbacks (no import here)
         self.sample_max_new_tokens = sample_max_new_tokens
         self.eval_generate, self.eval_generate_max_new_tokens = eval_generate, eval_generate_max_new_tokens
         self.monitor = Monitor.named(monitor)
-        self.max_tokens_per_batch: int | None = None  # set from TrainingParts in fit
         self.strategy: Strategy = strategy if strategy is not None else SingleProcess()  # conf/trainer/strategy/
         self.stop_reason: str | None = None  # why fit ended early (early stopping), else None
 
@@ -118,13 +117,12 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self, parts: TrainingParts) -> float:
         """Train until the first limit (or a callback's stop); returns the best monitored value."""
-        self.max_tokens_per_batch = parts.max_tokens_per_batch
         run = build_run(self, parts)  # model on its device, optimizer, batches; restored when resuming
         state, budget = run.state, run.budget
         bar = ProgressBar(budget, state, enabled=self.progress_bar and self.is_main)
         for callback in run.callbacks:
             callback.on_fit_start(self, run.ctx)
-        batches = self._micro_batches(parts, run.source)
+        batches = iter(run.source)  # endless micro-batches
         progress = budget.progress(state.step, state.tokens, state.flops, state.train_seconds)
         evals = EvalSchedule(self.eval_every, budget, progress)  # also a few times per run whatever eval_every
         with PreemptionGuard() as guard:
@@ -172,16 +170,20 @@ class Trainer:
         # the step's target tokens on all ranks; divided by world size because DDP/FSDP average gradients
         denominator = self.strategy.all_reduce(targets.float()).clamp(min=1) / self.world_size
         loss_sum = torch.zeros((), device=parts.device)
+        z_sum = torch.zeros((), device=parts.device)
         flops = 0.0
         for i, batch in enumerate(micro):
             with self.strategy.no_sync(i == len(micro) - 1), parts.precision.autocast(parts.device):
                 logits = forward(batch.src, batch.tgt_in, batch.src_mask)
-                summed = token_loss_sum(
-                    logits, batch.labels, vocab_size=model.vocab_size, label_smoothing=self.label_smoothing
-                )
+                summed = token_loss_sum(logits, batch.labels, vocab_size=model.vocab_size,
+                                        label_smoothing=self.label_smoothing, z_loss=self.z_loss)  # fmt: skip
             loss = summed / denominator
             (scaler.scale(loss) if scaler is not None else loss).backward()
             loss_sum += summed.detach()
+            if self.z_loss:  # its share of the loss, for train/z_loss (token_loss_sum returns only the total)
+                with torch.no_grad():
+                    real = logits[..., : model.vocab_size].flatten(0, 1).float()
+                    z_sum += self.z_loss * z_loss_sum(real, batch.labels.flatten())
             # forward + backward = 3x the forward's matmul FLOPs, at the batch's (padded) shapes
             flops += 3.0 * len(batch) * model.forward_flops(batch.src.shape[1], batch.tgt_in.shape[1])
         if scaler is not None:
@@ -189,27 +191,18 @@ class Trainer:
         # max_norm=inf measures the norm without clipping
         grad_norm = self.strategy.clip_grad_norm(model.parameters(), self.max_grad_norm or math.inf)
         tokens = torch.stack([b.num_tokens for b in micro]).sum()
-        counts = self.strategy.all_reduce(torch.stack([loss_sum, targets.float(), tokens.float()]))
+        counts = self.strategy.all_reduce(torch.stack([loss_sum, targets.float(), tokens.float(), z_sum]))
         stats = torch.cat([counts, grad_norm.float().reshape(1)])  # the norm is global already: not summed
-        loss_value, target_count, token_count, norm = stats.tolist()  # the one host sync of the step
+        loss_value, target_count, token_count, z_value, norm = stats.tolist()  # the one host sync of the step
         if scaler is not None:
             scaler.step(optimizer)  # skips the update itself when gradients overflowed
             scaler.update()
         elif math.isfinite(loss_value) and math.isfinite(norm):
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return StepResult(loss_value, int(target_count), int(token_count), norm, flops * self.world_size)
+        return StepResult(loss_value, int(target_count), int(token_count), norm, flops * self.world_size, z_value)
 
     # ------------------------------------------------------------------ data and limits
-    def _micro_batches(self, parts: TrainingParts, source) -> Iterator[Batch]:
-        """The endless stream of micro-batches of the run's batch source."""
-        yield from source
-
-    def _sampler(self, dataset, seed: int, epoch: int, start: int):
-        return epoch_sampler(dataset, self.batch_size, seed=seed, epoch=epoch, start=start,
-                             bucketing=self.length_bucketing, max_tokens=self.max_tokens_per_batch,
-                             rank=self.rank, world_size=self.world_size)  # fmt: skip
-
     def limits(self) -> dict:
         """The configured limits (stored in checkpoints: a resume with other limits is a changed run)."""
         return {"max_steps": self.max_steps, "epochs": self.epochs, "budget": dict(self.budget_config)}
@@ -243,6 +236,8 @@ class Trainer:
             "train/epoch": getattr(run.source, "epoch", 0),
             "perf/global_batch": self.batch_size * self.accumulation * self.world_size,
         })  # fmt: skip
+        if self.z_loss:  # the z-loss's share of train/loss, this step's
+            metrics["train/z_loss"] = result.z_loss_sum / max(result.targets, 1)
         if run.device.type == "cuda":
             metrics["perf/max_memory_gb"] = torch.cuda.max_memory_allocated(run.device) / 2**30
         bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", lr=f"{metrics['train/lr']:.2e}",
