@@ -87,3 +87,26 @@ def test_run_eval_errors_are_one_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: run=") and "is not a training run folder" in err[0]
     # evaluation neither clears nor writes failure markers in the folder it was started from
     assert json.loads((workdir / "FAILED.json").read_text()) == {"error": "a training run that failed here"}
+
+
+@pytest.mark.parametrize("setting", ["max_new_tokens=0", "max_new_tokens=-3", "batch_size=0"])
+def test_impossible_numbers_are_one_line_before_the_run_is_loaded(setting, tmp_path, capsys):
+    """Zero or negative is an error naming the key (as in run_generate.py), never a silent default; it comes
+    before the run is looked up (the run here does not exist)."""
+    cfg = compose_train(tmp_path, f"run={tmp_path / 'missing'}", "data.path=x.jsonl", setting, config_name="eval")
+    with pytest.raises(SystemExit) as exit_info:
+        guarded(evaluate)(cfg)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    key, value = setting.split("=")
+    assert len(err) == 1 and f"{key}={value} must be a whole number >= 1" in err[0]
+
+
+def test_more_new_tokens_than_the_model_has_positions_is_one_line(tiny_pairs_run, tmp_path, capsys):
+    run_dir, pairs = tiny_pairs_run
+    cfg = compose_train(tmp_path, f"run={run_dir}", f"data.path={pairs}", "max_new_tokens=100000", config_name="eval")
+    with pytest.raises(SystemExit):
+        guarded(evaluate)(cfg)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "max_new_tokens=100000 exceeds model.max_seq_len=" in err[-1]
+    assert not (run_dir / "eval").exists()  # nothing written

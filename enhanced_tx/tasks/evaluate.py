@@ -26,6 +26,7 @@ from enhanced_tx.evaluation.records import (
 from enhanced_tx.evaluation.tracking import log_to_run
 from enhanced_tx.evaluation.translation import evaluate_translation
 from enhanced_tx.generation.loading import LoadedRun, load_run, resolve_run_dir
+from enhanced_tx.generation.results import check_max_new_tokens, positive_setting
 from enhanced_tx.runfolder import RunFolder
 from enhanced_tx.runtime.device import resolve_device
 
@@ -37,6 +38,9 @@ TABLE_ROWS = 1000  # hypotheses logged to W&B as a table (all of them are in eva
 def evaluate(cfg: DictConfig) -> dict:
     """Load the run `cfg.run` selects, score it on `cfg.data`, write eval/<name>.{json,jsonl}, log, return
     the record written to eval/<name>.json."""
+    positive_setting(cfg, "batch_size")  # numbers checked before any loading, as run_generate.py does
+    if cfg.max_new_tokens is not None:  # null: the run's data.max_tgt_len (see _translation)
+        positive_setting(cfg, "max_new_tokens")
     device = resolve_device(cfg.device)
     precision = instantiate(cfg.precision)
     precision.check_device(device)
@@ -86,6 +90,7 @@ def _translation(cfg: DictConfig, run: LoadedRun, data: PairsData, device) -> tu
     pairs = read_pairs(data.path, "data.path", data.format, data.source_field, data.target_field, data.skip_bad_lines)
     max_tgt_len = OmegaConf.select(run.config, "data.max_tgt_len")  # the longest target the run learned
     max_new_tokens = cfg.max_new_tokens or default_max_new_tokens(run.model.max_seq_len, max_tgt_len)
+    check_max_new_tokens(max_new_tokens, run.model.max_seq_len, run.run_dir)
     print(
         f"test: {data.path} ({len(pairs)} pairs)  sampler: {cfg.sampler._target_.rsplit('.', 1)[-1]}  "
         f"max_new_tokens: {max_new_tokens}",
