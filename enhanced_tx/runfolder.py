@@ -141,10 +141,12 @@ class RunFolder:
         return self.root.is_dir()
 
     def holds_run(self) -> bool:
-        """Whether a training run already wrote here (a checkpoint, final weights or metrics)."""
+        """Whether a training run's results are here: a checkpoint, final weights or logged metrics. Hydra's own
+        files and what a run writes before it trains (config, run info, tokenizer, an empty metrics file) do
+        not count."""
         return (
             self.weights.is_file()
-            or self.metrics.is_file()
+            or (self.metrics.is_file() and self.metrics.stat().st_size > 0)
             or (self.checkpoints_dir.is_dir() and any(self.checkpoints_dir.glob("*.pt")))
         )
 

@@ -22,12 +22,16 @@ from enhanced_tx.checkpoint import CheckpointError, load_checkpoint
 from enhanced_tx.checkpoint import format as checkpoint_module
 from enhanced_tx.cli import guarded
 from enhanced_tx.errors import ConfigError
-from enhanced_tx.tasks.train import RESOLVED_CONFIG, generate_command, train
+from enhanced_tx.runfolder import RunFolder
+from enhanced_tx.tasks.commands import generate_command
+from enhanced_tx.tasks.train import train
 from enhanced_tx.tracking.logger import MetricLogger
 from enhanced_tx.training.preemption import TrainingInterrupted
 
 from .conftest import TINY_TRAIN, compose_train, make_model
 from .test_training import SignalAtStep, copy_parts, quiet_trainer
+
+RESOLVED_CONFIG = RunFolder(".").resolved_config.name
 
 # the run every test starts from: not the default architecture, so a resume without its overrides differs
 ORIGINAL = ("norm=layernorm", "positional=sinusoidal")

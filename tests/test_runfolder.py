@@ -18,7 +18,24 @@ def test_paths_are_inside_the_folder(tmp_path):
     assert folder.is_step_checkpoint(folder.checkpoint(3)) and not folder.is_step_checkpoint(folder.checkpoint("last"))
     with pytest.raises(EnhancedTxError, match="not a name"):
         folder.checkpoint("../x")
-    assert not folder.exists() or not folder.holds_run()
+
+
+def test_a_folder_holds_a_run_once_a_run_wrote_results(tmp_path):
+    folder = RunFolder(tmp_path)
+    folder.tokenizer_dir.mkdir()  # what a run writes before it trains does not count
+    folder.resolved_config.write_text("seed: 0\n")
+    folder.metrics.write_text("")
+    assert folder.exists() and not folder.holds_run()
+    folder.metrics.write_text('{"step": 1}\n')
+    assert folder.holds_run()
+    folder.metrics.unlink()
+    folder.checkpoints_dir.mkdir()
+    folder.checkpoint(2).write_bytes(b"x")
+    assert folder.holds_run()
+    folder.checkpoint(2).unlink()
+    assert not folder.holds_run()
+    folder.weights.write_bytes(b"x")
+    assert folder.holds_run()
 
 
 def test_a_second_writer_is_refused_naming_the_holder_and_readers_still_read(tmp_path):
@@ -51,7 +68,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_readers_still_read(tmp
         holder.kill()  # a killed writer leaves no stale lock: the kernel releases it
         holder.wait()
     folder = RunFolder(tmp_path).lock_for_writing()
-    assert folder.lock_holder() is None or folder.is_locked_by_me
+    assert folder.is_locked_by_me and folder.lock_holder() == os.getpid()  # another open file: the lock shows
     folder.unlock()
     assert RunFolder(tmp_path).lock_holder() is None
 

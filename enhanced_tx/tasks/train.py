@@ -37,8 +37,6 @@ from enhanced_tx.training.resume import (
 )
 from enhanced_tx.training.trainer import Trainer
 
-RESOLVED_CONFIG = RunFolder(".").resolved_config.name  # the file's name, for messages
-
 
 def prepare_tokenizer(
     cfg: DictConfig, data, run_dir: Path, resume: ResumePoint | None = None, is_main: bool = True

@@ -185,19 +185,9 @@ def _show(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
-def holds_run(run_dir: Path) -> bool:
-    """Whether `run_dir` holds a run's results: a checkpoint, or logged metrics. Hydra's own files
-    (.hydra/, the log) and what a run writes before it trains (config, run info, tokenizer) do not count."""
-    folder = RunFolder(run_dir)
-    checkpoints = folder.checkpoints_dir
-    if checkpoints.is_dir() and any(p.suffix == ".pt" for p in checkpoints.iterdir()):
-        return True
-    return folder.metrics.is_file() and folder.metrics.stat().st_size > 0
-
-
 def check_fresh_folder(run_dir: Path) -> None:
     """A fresh run (nothing resumed) must not mix its tokenizer, metrics and checkpoints with another's."""
-    if holds_run(run_dir):
+    if RunFolder(run_dir).holds_run():
         raise RunRefused(
             f"{run_dir} already holds a run; pass trainer.resume=auto to continue it or choose a new hydra.run.dir"
         )
