@@ -55,13 +55,14 @@ def test_the_bar_of_a_budget_run_shows_the_fraction_of_the_limit_that_ends_it(ca
     assert "25%" in shown and "step=50" in shown and "1000000" not in shown
 
 
-def test_the_bar_of_a_step_run_counts_steps():
-    state = TrainingState(step=10)
-    bar = ProgressBar(Budget(max_steps=40), state, enabled=False)
+def test_the_bar_of_a_step_run_counts_steps(capsys):
+    state = TrainingState(step=10)  # a resumed run starts where it stopped
+    bar = ProgressBar(Budget(max_steps=40), state, enabled=True)
     state.step = 13
     bar.advance(state)
-    assert bar.steps_only and bar._bar.total == 40
+    assert bar.steps_only and bar._bar.total == 40 and bar._bar.n == 13
     bar.close()
+    assert "13/40" in capsys.readouterr().err
 
 
 def test_a_short_run_logs_validation_points_across_the_run(tmp_path):
