@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from enhanced_tx.bench.generation import NEVER
+from enhanced_tx.bench.generation import hf_generator, ours_generator
 from enhanced_tx.bench.peers import BART, OURS, Contender
 from enhanced_tx.bench.timing import Samples, time_once
+from enhanced_tx.generation import BeamSearch
 from enhanced_tx.model.linear import packed_weights
 
 BEAM_SETTINGS = dict(num_beams=5, length_penalty=1.0, early_stopping=True)
@@ -39,43 +40,15 @@ class BeamResult:
     ms_per_step: float
 
 
-def ours_beam(model: torch.nn.Module) -> Callable[[Tensor, int], Tensor]:
-    from enhanced_tx.generation import BeamSearch, generate
-
-    sampler = BeamSearch(**BEAM_SETTINGS)
-
-    def run(src: Tensor, new_tokens: int) -> Tensor:
-        return generate(model, src, None, max_new_tokens=new_tokens, sampler=sampler, bos_id=1, eos_id=NEVER)
-
-    return run
-
-
-def bart_beam(model: torch.nn.Module) -> Callable[[Tensor, int], Tensor]:
-    model.generation_config.forced_eos_token_id = None
-
-    def run(src: Tensor, new_tokens: int) -> Tensor:
-        out = model.generate(
-            input_ids=src,
-            attention_mask=torch.ones_like(src),
-            do_sample=False,
-            min_new_tokens=new_tokens,
-            max_new_tokens=new_tokens,
-            **BEAM_SETTINGS,
-        )
-        return out[:, 1:]  # drop the decoder start token
-
-    return run
-
-
 def beam_runners(contenders: list[Contender]) -> dict[str, Callable[[Tensor, int], Tensor]]:
     """name -> (src [B, S], new_tokens) -> [B, new_tokens], each over an fp32 eval-mode copy of the weights."""
     runners = {}
     for contender in contenders:
         model = copy.deepcopy(contender.model).float().eval()
         if contender.name == OURS:
-            runners[OURS] = runners[OURS_PACKED_ONCE] = ours_beam(model)
+            runners[OURS] = runners[OURS_PACKED_ONCE] = ours_generator(model, BeamSearch(**BEAM_SETTINGS))
         elif contender.name == BART:
-            runners[BART] = bart_beam(model)
+            runners[BART] = hf_generator(model, **BEAM_SETTINGS)
     return runners
 
 

@@ -32,21 +32,20 @@ class GenResult:
     ms_per_step: float
 
 
-def _ours(model: torch.nn.Module, use_cache: bool = True) -> Callable[[Tensor, int], Tensor]:
-    from enhanced_tx.generation import GreedySampler, generate
-
-    sampler = GreedySampler()
+def ours_generator(model: torch.nn.Module, sampler, use_cache: bool = True) -> Callable[[Tensor, int], Tensor]:
+    """Our `generate` with `sampler`, forced to `new_tokens` tokens per row."""
+    from enhanced_tx.generation import generate
 
     def run(src: Tensor, new_tokens: int) -> Tensor:
-        out = generate(
+        return generate(  # (B, new_tokens)
             model, src, None, max_new_tokens=new_tokens, sampler=sampler, bos_id=1, eos_id=NEVER, use_cache=use_cache
         )
-        return out  # (B, new_tokens)
 
     return run
 
 
-def _bart(model: torch.nn.Module) -> Callable[[Tensor, int], Tensor]:
+def hf_generator(model: torch.nn.Module, **settings) -> Callable[[Tensor, int], Tensor]:
+    """HF `generate` with `settings` (num_beams, ...), EOS suppressed so it makes exactly `new_tokens`."""
     model.generation_config.forced_eos_token_id = None
 
     def run(src: Tensor, new_tokens: int) -> Tensor:
@@ -55,9 +54,9 @@ def _bart(model: torch.nn.Module) -> Callable[[Tensor, int], Tensor]:
             attention_mask=torch.ones_like(src),
             use_cache=True,
             do_sample=False,
-            num_beams=1,
             min_new_tokens=new_tokens,
             max_new_tokens=new_tokens,
+            **settings,
         )
         return out[:, 1:]  # drop the decoder start token
 
@@ -68,9 +67,11 @@ def generator_for(contender: Contender, dtype: str, use_cache: bool = True) -> C
     """A generation callable over a copy of the contender's weights cast to `dtype` (eval mode)."""
     model = copy.deepcopy(contender.model).to(WEIGHT_DTYPES[dtype]).eval()
     if contender.name == OURS:
-        return _ours(model, use_cache)
+        from enhanced_tx.generation import GreedySampler
+
+        return ours_generator(model, GreedySampler(), use_cache)
     if contender.name == BART:
-        return _bart(model)
+        return hf_generator(model, num_beams=1)
     raise ValueError(f"no generation benchmark for {contender.name}")
 
 
