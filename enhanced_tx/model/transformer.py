@@ -148,18 +148,25 @@ class EncoderDecoder(nn.Module):
             x = self._run(block, x, self.encoder_positional, key_mask)
         return self.encoder_norm(x)
 
-    def decode(self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher-forced decoder over the whole target (B, T) -> logits (B, T, V_padded)."""
+    def decode(
+        self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None = None, hidden: bool = False
+    ) -> torch.Tensor:
+        """Teacher-forced decoder over the whole target (B, T) -> logits (B, T, V_padded), or with `hidden`
+        the decoder's output after its final norm (B, T, D): what the tied head (`embed.weight`) multiplies."""
         memory, src_mask = self._with_sink(memory, src_mask)
         key_mask = _key_mask(src_mask)
         x = self._embed(tgt, self.decoder_positional, self.decoder_embed_norm, 0)
         for block in self.decoder_layers:
             x = self._run(block, x, self.decoder_positional, key_mask, memory)
-        return self._head(x)
+        return self.decoder_norm(x) if hidden else self._head(x)
 
-    def forward(self, src: torch.Tensor, tgt: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, S), (B, T) -> logits (B, T, V_padded). Decoder position t sees target tokens <= t only."""
-        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+    def forward(
+        self, src: torch.Tensor, tgt: torch.Tensor, src_mask: torch.Tensor | None = None, hidden: bool = False
+    ) -> torch.Tensor:
+        """(B, S), (B, T) -> logits (B, T, V_padded). Decoder position t sees target tokens <= t only. With
+        `hidden` the final hidden states (B, T, D) instead, for a loss that applies the head in chunks
+        (`enhanced_tx.training.chunked_loss`; through the forward, so DDP and torch.compile wrappers see it)."""
+        return self.decode(tgt, self.encode(src, src_mask), src_mask, hidden=hidden)
 
     def _with_sink(
         self, memory: torch.Tensor, src_mask: torch.Tensor | None

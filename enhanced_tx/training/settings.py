@@ -19,6 +19,9 @@ def check_settings(settings: dict) -> None:
         problems.append(f"trainer.label_smoothing={settings['label_smoothing']} must be in [0, 1)")
     if settings["z_loss"] < 0:
         problems.append(f"trainer.z_loss={settings['z_loss']} must be >= 0 (0 = off; PaLM used 1e-4)")
+    chunk = settings["loss_chunk_tokens"]
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        problems.append(f"trainer.loss_chunk_tokens={chunk} must be a positive whole number of rows, or null (off)")
     if settings["eval_generate"] < 0:
         problems.append(f"trainer.eval_generate={settings['eval_generate']} must be >= 0 (0 = off)")
     monitor = settings["monitor"]

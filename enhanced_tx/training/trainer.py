@@ -18,12 +18,12 @@ from enhanced_tx.training.budget import Budget
 from enhanced_tx.training.distributed import SingleProcess
 from enhanced_tx.training.eval_schedule import EvalSchedule
 from enhanced_tx.training.loop import LiveRun, build_run, checkpoint_state, save_final_weights
-from enhanced_tx.training.loss import token_loss_sum, z_loss_sum
 from enhanced_tx.training.monitor import Monitor
 from enhanced_tx.training.parts import TrainingParts
 from enhanced_tx.training.preemption import PreemptionGuard, TrainingInterrupted
 from enhanced_tx.training.progress_bar import ProgressBar
 from enhanced_tx.training.settings import check_settings
+from enhanced_tx.training.step_loss import micro_batch_loss
 from enhanced_tx.training.strategy import Strategy
 
 
@@ -74,6 +74,7 @@ class Trainer:
         progress_bar: bool = True,
         label_smoothing: float = 0.0,
         z_loss: float = 0.0,
+        loss_chunk_tokens: int | None = 4096,
         init_from: str | None = None,
         eval_generate: int = 0,
         eval_generate_max_new_tokens: int | None = None,
@@ -91,6 +92,7 @@ class Trainer:
         self.save_optimizer = save_optimizer  # false: weights-only checkpoints (sweep jobs that never resume)
         self.max_nonfinite_steps, self.peak_flops, self.progress_bar = max_nonfinite_steps, peak_flops, progress_bar
         self.label_smoothing, self.z_loss, self.init_from = label_smoothing, z_loss, init_from
+        self.loss_chunk_tokens = loss_chunk_tokens  # more target rows than this: the loss in chunks (step_loss)
         # read by the composition root, which wires the samples and BLEU/chrF callbacks (no import here)
         self.sample_max_new_tokens = sample_max_new_tokens
         self.eval_generate, self.eval_generate_max_new_tokens = eval_generate, eval_generate_max_new_tokens
@@ -174,16 +176,12 @@ class Trainer:
         flops = 0.0
         for i, batch in enumerate(micro):
             with self.strategy.no_sync(i == len(micro) - 1), parts.precision.autocast(parts.device):
-                logits = forward(batch.src, batch.tgt_in, batch.src_mask)
-                summed = token_loss_sum(logits, batch.labels, vocab_size=model.vocab_size,
-                                        label_smoothing=self.label_smoothing, z_loss=self.z_loss)  # fmt: skip
+                summed, z_share = micro_batch_loss(forward, model, batch, label_smoothing=self.label_smoothing,
+                                                   z_loss=self.z_loss, chunk_tokens=self.loss_chunk_tokens)  # fmt: skip
             loss = summed / denominator
             (scaler.scale(loss) if scaler is not None else loss).backward()
             loss_sum += summed.detach()
-            if self.z_loss:  # its share of the loss, for train/z_loss (token_loss_sum returns only the total)
-                with torch.no_grad():
-                    real = logits[..., : model.vocab_size].flatten(0, 1).float()
-                    z_sum += self.z_loss * z_loss_sum(real, batch.labels.flatten())
+            z_sum += z_share
             # forward + backward = 3x the forward's matmul FLOPs, at the batch's (padded) shapes
             flops += 3.0 * len(batch) * model.forward_flops(batch.src.shape[1], batch.tgt_in.shape[1])
         if scaler is not None:
