@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enhanced_tx.bench.attention_variants import attention_table
 from enhanced_tx.bench.goals import evaluate
+from enhanced_tx.bench.loss_memory import loss_memory_table
 from enhanced_tx.bench.machine import one_line
 from enhanced_tx.bench.peers import BART, PEERS
 from enhanced_tx.bench.realdata import BART_REAL, OURS_NOPAD
@@ -157,7 +158,8 @@ def goal_table(results: Results) -> Table:
         )
     table.notes.append(
         "ceiling (training): the ratio to BART if our step ran at 100% of this run's matmul peak for the dtype "
-        "with no other work at all; a target above it cannot be met on this machine."
+        "with no other work at all; a target above it cannot be met on this machine. ceiling (memory): the "
+        "hidden states alone, no head and no loss, over the full-logits step; no loss can go below it."
     )
     return table
 
@@ -185,6 +187,8 @@ def tables(results: Results) -> list[Table]:
         out.append(attention_table(results.attention))
     if results.memory:
         out.append(memory_table(results))
+    if results.loss_memory:
+        out.append(loss_memory_table(results.loss_memory))
     if results.levers:
         out.append(lever_table(results))
     if results.tokenize:

@@ -14,6 +14,7 @@ from enhanced_tx.bench.attention_variants import AttentionResult, measure_attent
 from enhanced_tx.bench.beam import BeamResult, beam_runners, measure_beam
 from enhanced_tx.bench.generation import GenResult, Runner, generator_for, measure_generation
 from enhanced_tx.bench.levers import LeverResult, generation_levers, training_levers
+from enhanced_tx.bench.loss_memory import LossMemoryResult, measure_loss_memory
 from enhanced_tx.bench.machine import describe
 from enhanced_tx.bench.memory import CHECKPOINTABLE, MemoryResult, measure_memory
 from enhanced_tx.bench.peers import BART, BUILDERS, OURS, Contender, build_ours
@@ -63,6 +64,7 @@ class Results:
     attention: list[AttentionResult] = field(default_factory=list)
     realdata: list[RealDataResult] = field(default_factory=list)
     memory: list[MemoryResult] = field(default_factory=list)
+    loss_memory: list[LossMemoryResult] = field(default_factory=list)  # ours: full logits vs chunked loss
     levers: list[LeverResult] = field(default_factory=list)
     tokenize: list[TokenizeResult] = field(default_factory=list)
     contention: dict[str, float | None] = field(default_factory=dict)  # section -> CPUs busy elsewhere
@@ -81,6 +83,7 @@ class Results:
             "attention": AttentionResult,
             "realdata": RealDataResult,
             "memory": MemoryResult,
+            "loss_memory": LossMemoryResult,
             "levers": LeverResult,
             "tokenize": TokenizeResult,
         }
@@ -176,6 +179,10 @@ def _memory(shape: Shape, cfg: BenchConfig, results: Results) -> None:
             results.memory.append(measure_memory(shape, contender, dtype, device))
         del contender
         gc.collect()
+    if OURS in cfg.models:  # what the training step holds before its backward: full logits vs the chunked loss
+        for dtype in [d for d in cfg.dtypes if not (d == "fp16" and device.type == "cpu")]:
+            results.loss_memory.append(measure_loss_memory(shape, dtype, device, cfg.linear_backend))
+            gc.collect()
 
 
 def _levers(shape: Shape, cfg: BenchConfig, results: Results) -> None:
