@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from enhanced_tx.checkpoint.atomic import atomic_replace
+from enhanced_tx.checkpoint.lean import is_weights_checkpoint, read_weights_checkpoint
 from enhanced_tx.checkpoint.pointer import follow
 from enhanced_tx.checkpoint.sniff import describe_non_torch_file
 from enhanced_tx.errors import CheckpointError
@@ -84,6 +85,8 @@ def read_verified(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[i
 
 
 def _read_verified(path: Path, map_location: Any) -> tuple[int | None, dict]:
+    if path.is_file() and is_weights_checkpoint(follow(path)):  # weights only (trainer.checkpoint=weights)
+        return read_weights_checkpoint(follow(path), map_location)
     outer = safe_torch_load(path, map_location="cpu")
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise CheckpointError(

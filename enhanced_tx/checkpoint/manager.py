@@ -3,7 +3,11 @@
 Neither `last.pt` nor `best.pt` is a second copy: `last.pt` is a pointer to the newest step file
 (`checkpoint.pointer`; retention keeps what it names), `best.pt` a hard link to its step file (another name
 of the same bytes, which outlives the step file's pruning). A state costs its bytes once; `keep_last=0`
-keeps no step file besides the one `last.pt` names."""
+keeps no step file besides the one `last.pt` names.
+
+Optimizer state is kept only where a run can resume from it: `weights_only=True` (trainer.checkpoint=weights,
+the default of multirun sweep jobs) writes every state without it (`checkpoint.lean`), and a full `best.pt`
+whose step file is pruned is rewritten weights-only (no one resumes from the best; it is for generation)."""
 
 from __future__ import annotations
 
@@ -13,8 +17,11 @@ import re
 import warnings
 from pathlib import Path
 
+import torch
+
 from enhanced_tx.checkpoint.atomic import atomic_link
 from enhanced_tx.checkpoint.format import read_verified, save_checkpoint
+from enhanced_tx.checkpoint.lean import is_weights_checkpoint, save_weights_checkpoint
 from enhanced_tx.checkpoint.pointer import target_of, write_pointer
 from enhanced_tx.errors import CheckpointError
 from enhanced_tx.runfolder import checkpoint_file
@@ -25,11 +32,12 @@ _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 class CheckpointManager:
     """``step_N.pt`` (newest ``keep_last`` kept), ``last.pt`` and ``best.pt`` in one folder."""
 
-    def __init__(self, directory: str | os.PathLike, keep_last: int | None = 3) -> None:
+    def __init__(self, directory: str | os.PathLike, keep_last: int | None = 3, weights_only: bool = False) -> None:
         if keep_last is not None and keep_last < 0:
             raise CheckpointError(f"keep_last must be >= 0 or null (keep all), got {keep_last}")
         self.directory = Path(directory)
         self.keep_last = keep_last
+        self.weights_only = weights_only  # states saved without optimizer state, as safetensors (checkpoint.lean)
 
     @property
     def last(self) -> Path:
@@ -45,7 +53,10 @@ class CheckpointManager:
     def save(self, state: dict, step: int, is_best: bool = False) -> Path:
         """Write ``step_{step}.pt``, then ``last.pt`` (and ``best.pt``); prune old step files."""
         path = self.step_path(step)
-        save_checkpoint(state, path, step=step)
+        if self.weights_only:
+            save_weights_checkpoint({**state, "step": step}, path)
+        else:
+            save_checkpoint(state, path, step=step)
         # the verified-by-checksum step file under other names, each swapped in atomically
         write_pointer(self.last, path)
         if is_best:
@@ -116,5 +127,18 @@ class CheckpointManager:
         named = {target_of(self.last)}
         for _, path in self.step_files()[self.keep_last :]:
             if path not in named:
+                self._slim_best_sharing(path)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+    def _slim_best_sharing(self, path: Path) -> None:
+        """Before `path` is pruned: if `best.pt` is a hard link of it holding full state, rewrite `best.pt` as
+        weights only (it would otherwise be the last name of a full state no one resumes from)."""
+        try:
+            if not self.best.is_file() or not os.path.samefile(path, self.best) or is_weights_checkpoint(path):
+                return
+            step, state = read_verified(path)
+        except (OSError, CheckpointError):
+            return  # a damaged or vanished file is pruned as it is
+        if isinstance(state.get("model"), dict) and all(isinstance(t, torch.Tensor) for t in state["model"].values()):
+            save_weights_checkpoint({**state, "step": step if step is not None else state.get("step")}, self.best)

@@ -12,6 +12,8 @@ from torch import nn
 
 from enhanced_tx.checkpoint.atomic import atomic_replace
 from enhanced_tx.checkpoint.format import FORMAT, load_checkpoint, safe_torch_load, save_torch_file
+from enhanced_tx.checkpoint.lean import is_weights_checkpoint
+from enhanced_tx.checkpoint.pointer import follow
 from enhanced_tx.errors import CheckpointError
 from enhanced_tx.model.architecture import architecture_from_config, architecture_mismatch, architecture_of
 
@@ -101,7 +103,8 @@ def check_architecture(path: str | os.PathLike, saved: Mapping[str, str], model:
 
 
 def _weights_from_pt(path: Path, model: nn.Module) -> Mapping[str, torch.Tensor]:
-    obj = safe_torch_load(path, map_location="cpu")
+    # a weights-only checkpoint (checkpoint.lean) is read and checked like a full one below
+    obj = {"format": FORMAT} if is_weights_checkpoint(follow(path)) else safe_torch_load(path, map_location="cpu")
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         state = load_checkpoint(path)
         config = state.get("config")

@@ -65,9 +65,8 @@ def _print_summary(sweep_dir: Path, config: DictConfig) -> None:
     """The end-of-sweep table; a sweep whose folders cannot be read still ends with its failure lines."""
     from .summary import sweep_summary
 
-    prompts = OmegaConf.select(config, "sample_prompts", default=None) or ["The transformer architecture is"]
-    try:
-        lines = sweep_summary(sweep_dir, prompt=str(prompts[0]))
+    try:  # the generate hint uses the best job's own first sample prompt (its sample_prompts= if given)
+        lines = sweep_summary(sweep_dir)
     except Exception as error:  # noqa: BLE001 - a summary must never turn a finished sweep into a crash
         lines = [f"(no sweep summary: {type(error).__name__}: {error})"]
     print("\n".join(lines), flush=True)

@@ -3,21 +3,29 @@ and the commands for the sweep's report and for generating from the best job."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from enhanced_tx.errors import ConfigError
+from enhanced_tx.runfolder import RunFolder
 from enhanced_tx.runs.best import DEFAULT_MONITOR, best_run
 from enhanced_tx.runs.catalog import find_jobs
 from enhanced_tx.tracking.report_table import Row, build_rows
 
 MAX_ROWS = 20  # longer sweeps (Optuna) show their best jobs; the report has them all
+DEFAULT_PROMPT = "The transformer architecture is"  # a job that sampled nothing
 MAX_LABEL = 72  # characters of a job's overrides in the table (its folder name has them all)
 
 
-def sweep_summary(sweep_dir: Path, prompt: str = "The transformer architecture is") -> list[str]:
-    """The lines that end a multirun over `sweep_dir` (empty when it holds no job)."""
+def sweep_summary(sweep_dir: Path, prompt: str | None = None) -> list[str]:
+    """The lines that end a multirun over `sweep_dir` (empty when it holds no job); the generate hint uses
+    `prompt`, else the best job's own first sample prompt (`job_prompt`)."""
     jobs = find_jobs([sweep_dir]) if sweep_dir.is_dir() else []
     if not jobs:
         return []
@@ -34,13 +42,42 @@ def sweep_summary(sweep_dir: Path, prompt: str = "The transformer architecture i
     if best is None:
         return [*lines, f"no job finished with {metric} and weights: nothing to generate from"]
     sweep = shlex.quote(str(sweep_dir))
+    prompt = " ".join((prompt or job_prompt(best.job.job_dir)).split())  # one line to paste
     label = next(r.label for r in rows if r.job.job_dir == best.job.job_dir)  # swept keys of the whole sweep
     return [
         *lines,
         f"best: job {best.job.name} ({label}) {metric} {best.value:.4f}  [{best.job.job_dir}]",
         f"  report:   python -m enhanced_tx.tracking.report {sweep}",
-        f"  generate: python run_generate.py run=best sweep={sweep} prompt={shlex.quote(prompt)}",
+        f"  generate: python run_generate.py run=best sweep={sweep} {shlex.quote('prompt=' + _hydra_quoted(prompt))}",
     ]
+
+
+def job_prompt(job_dir: Path) -> str:
+    """The first prompt a job sampled: its `sample_prompts` (an override), else the first prompt of its
+    in-training samples (the first validation source of its own data), else DEFAULT_PROMPT."""
+    run = RunFolder(job_dir)
+    try:
+        given = yaml.safe_load(run.resolved_config.read_text()).get("sample_prompts")
+    except (OSError, yaml.YAMLError, AttributeError):
+        given = None
+    if isinstance(given, list) and given and isinstance(given[0], str):
+        return given[0]
+    if isinstance(given, str) and given:
+        return given
+    with contextlib.suppress(OSError):
+        for line in run.tables.read_text().splitlines():
+            with contextlib.suppress(ValueError, TypeError, KeyError, IndexError, AttributeError):
+                table = json.loads(line)
+                if table["key"] == "val/samples" and isinstance(table["rows"][0][0], str):
+                    return table["rows"][0][0]
+    return DEFAULT_PROMPT
+
+
+def _hydra_quoted(text: str) -> str:
+    """`text` as a single-quoted Hydra value that reads back unchanged (quotes escaped, as are the
+    backslashes before a quote or at the end)."""
+    escaped = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
+    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped) + "'"
 
 
 def format_table(rows: Sequence[Row], metric: str, best_dir: Path | None = None) -> list[str]:

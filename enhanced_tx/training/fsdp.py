@@ -37,6 +37,8 @@ def shard_units(model: nn.Module) -> list[nn.Module]:
 class FSDPStrategy(ProcessGroupStrategy):
     """Fully sharded data parallel (FSDP2); gradients are averaged over ranks like DDP's."""
 
+    shards_checkpoints = True  # optimizer state in DCP shards: full checkpoints whatever trainer.checkpoint says
+
     def __init__(
         self, backend: str | None = None, timeout_minutes: float = 30.0, reshard_after_forward: bool = True
     ) -> None:

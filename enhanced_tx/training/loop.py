@@ -10,6 +10,10 @@ import torch
 from torch import nn
 
 from enhanced_tx.checkpoint import CheckpointManager, save_model_weights_only
+from enhanced_tx.checkpoint.atomic import atomic_link
+from enhanced_tx.checkpoint.lean import is_weights_checkpoint
+from enhanced_tx.checkpoint.pointer import target_of
+from enhanced_tx.checkpoint.policy import retention
 from enhanced_tx.checkpoint.rng import capture_rng_state, restore_rng_state
 from enhanced_tx.runfolder import RunFolder
 from enhanced_tx.runtime.peak import measure_matmul_peak
@@ -108,7 +112,7 @@ def build_run(trainer: Trainer, parts: TrainingParts) -> LiveRun:
         source=batches,
         state=state,
         budget=budget,
-        manager=CheckpointManager(RunFolder(parts.run_dir).checkpoints_dir, keep_last=trainer.keep_last),
+        manager=_checkpoint_manager(trainer, parts),
         evaluator=evaluator,
         window=ThroughputWindow(peak, strategy.world_size),
         callbacks=callbacks,
@@ -121,7 +125,7 @@ def checkpoint_state(trainer: Trainer, run: LiveRun) -> dict:
     """Everything an exact resume needs: each stateful part's state dict, and what defines the run."""
     return {
         "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict() if trainer.save_optimizer else None,
+        "optimizer": None if run.manager.weights_only else run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
         "train_state": run.state.state_dict(),
         "data": run.source.state_dict(),
@@ -135,10 +139,23 @@ def checkpoint_state(trainer: Trainer, run: LiveRun) -> dict:
     }
 
 
+def _checkpoint_manager(trainer: Trainer, parts: TrainingParts) -> CheckpointManager:
+    """The retention policy (checkpoint.policy): weights only in a multirun job by default, else full."""
+    policy = retention(trainer.checkpoint, trainer.keep_last, trainer.save_optimizer)
+    # FSDP's optimizer state lives in its DCP shards, written by every rank: it keeps full checkpoints
+    weights_only = policy.weights_only and not getattr(trainer.strategy, "shards_checkpoints", False)
+    return CheckpointManager(RunFolder(parts.run_dir).checkpoints_dir, policy.keep_last, weights_only)
+
+
 def save_final_weights(trainer: Trainer, run: LiveRun) -> None:
+    weights = RunFolder(run.parts.run_dir).weights
+    last = target_of(run.manager.last) if run.manager.weights_only and not trainer.save_half_precision else None
+    # the last weights-only state is this very model in model.safetensors' layout: a second name, no copy
+    if trainer.is_main and last == run.manager.step_path(run.state.step) and is_weights_checkpoint(last):
+        atomic_link(last, weights)
+        return
     with trainer.strategy.full_model(run.model) as full:  # FSDP: gathered from the shards (every rank takes part)
         if trainer.is_main:
-            weights = RunFolder(run.parts.run_dir).weights
             save_model_weights_only(full, weights, half_precision=trainer.save_half_precision)
 
 
@@ -153,8 +170,8 @@ def _restore(trainer, point, model, optimizer, scaler, state, batches, callbacks
     path, saved = point.path, point.take_state()
     if saved.get("optimizer") is None:
         raise RunRefused(
-            f"cannot resume from {path}: it was saved with trainer.save_optimizer=false (weights only, no "
-            f"optimizer state); start a new run from its weights with trainer.init_from={path}"
+            f"cannot resume from {path}: it holds weights only (trainer.checkpoint=weights, the default of "
+            f"multirun jobs, or save_optimizer=false); start a new run from them with trainer.init_from={path}"
         )
     _check_weight_shapes(saved, path, model)
     trainer.strategy.load_weights(saved, path, model, optimizer)  # full or sharded, any world size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enhanced_tx.checkpoint.policy import check_policy
 from enhanced_tx.errors import EnhancedTxError
 from enhanced_tx.training.monitor import MONITORS
 
@@ -29,5 +30,8 @@ def check_settings(settings: dict) -> None:
         problems.append(f"trainer.monitor={monitor} must be one of {', '.join(MONITORS)}")
     elif monitor != "val/loss" and not settings["eval_generate"]:
         problems.append(f"trainer.monitor={monitor} needs trainer.eval_generate > 0 (sentences to translate)")
+    policy = check_policy(settings["checkpoint"], settings["keep_last"])  # what a run keeps on disk
+    if policy:
+        problems.append(policy)
     if problems:
         raise EnhancedTxError("; ".join(problems))

@@ -65,9 +65,10 @@ class Trainer:
         compile: bool = False,
         keep_freed_memory: bool = True,
         resume: str | None = None,
-        keep_last: int = 3,
+        keep_last: int | str | None = "auto",
         save_half_precision: bool = False,
         save_optimizer: bool = True,
+        checkpoint: str = "auto",
         max_nonfinite_steps: int = 25,
         peak_flops: float | None = None,
         sample_max_new_tokens: int = 32,
@@ -89,7 +90,8 @@ class Trainer:
         self.gradient_checkpointing, self.length_bucketing = gradient_checkpointing, length_bucketing
         self.compile, self.keep_freed_memory = compile, keep_freed_memory
         self.resume, self.keep_last, self.save_half_precision = resume, keep_last, save_half_precision
-        self.save_optimizer = save_optimizer  # false: weights-only checkpoints (sweep jobs that never resume)
+        self.save_optimizer = save_optimizer  # false: the older spelling of checkpoint=weights
+        self.checkpoint = checkpoint  # auto | full | weights: resolved by checkpoint.policy when the run starts
         self.max_nonfinite_steps, self.peak_flops, self.progress_bar = max_nonfinite_steps, peak_flops, progress_bar
         self.label_smoothing, self.z_loss, self.init_from = label_smoothing, z_loss, init_from
         self.loss_chunk_tokens = loss_chunk_tokens  # more target rows than this: the loss in chunks (step_loss)
