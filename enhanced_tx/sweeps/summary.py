@@ -48,7 +48,7 @@ def sweep_summary(sweep_dir: Path, prompt: str | None = None) -> list[str]:
         *lines,
         f"best: job {best.job.name} ({label}) {metric} {best.value:.4f}  [{best.job.job_dir}]",
         f"  report:   python -m enhanced_tx.tracking.report {sweep}",
-        f"  generate: python run_generate.py run=best sweep={sweep} {shlex.quote('prompt=' + _hydra_quoted(prompt))}",
+        f"  generate: python run_generate.py run=best sweep={sweep} prompt={_prompt_value(prompt)}",
     ]
 
 
@@ -71,6 +71,21 @@ def job_prompt(job_dir: Path) -> str:
                 if table["key"] == "val/samples" and isinstance(table["rows"][0][0], str):
                     return table["rows"][0][0]
     return DEFAULT_PROMPT
+
+
+def _prompt_value(prompt: str) -> str:
+    """`prompt` as the shell must write it for Hydra to read it back unchanged: as is, else Hydra-quoted, then
+    in double quotes (or shlex's quotes) for the shell."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        plain = OverridesParser.create().parse_override(f"prompt={prompt}").value() == prompt
+    except Exception:  # noqa: BLE001 - Hydra's grammar refuses it: quote it
+        plain = False
+    value = prompt if plain else _hydra_quoted(prompt)
+    if shlex.quote(value) == value:
+        return value
+    return f'"{value}"' if not set(value) & set('"$`!') and "\\\\" not in value else shlex.quote(value)
 
 
 def _hydra_quoted(text: str) -> str:
