@@ -21,6 +21,7 @@ from enhanced_tx.tracking.protocol import Logger, SilentLogger
 from enhanced_tx.training.batches import BatchSource, MapStyleBatches
 from enhanced_tx.training.budget import Budget, resumed_budget
 from enhanced_tx.training.callbacks.base import Callback, LoopContext
+from enhanced_tx.training.compiling import CompiledBlocks, PaddedCollator, resolve_pad_to
 from enhanced_tx.training.evaluator import Evaluator
 from enhanced_tx.training.metrics import ThroughputWindow
 from enhanced_tx.training.optim import build_optimizer
@@ -38,7 +39,7 @@ class LiveRun:
 
     parts: TrainingParts
     model: nn.Module  # the plain model (sharded in place under FSDP)
-    forward: Any  # what the step calls: the DDP wrapper, compiled or not
+    forward: Any  # what the step calls: the DDP wrapper (its blocks compiled inside `compiled.active()`)
     optimizer: torch.optim.Optimizer
     base_lrs: list[float]
     scaler: Any
@@ -51,6 +52,7 @@ class LiveRun:
     callbacks: list[Callback]
     ctx: LoopContext
     logger: Logger
+    compiled: CompiledBlocks  # trainer.compile: the compiled blocks, installed for training steps only
 
     @property
     def device(self) -> torch.device:
@@ -81,9 +83,12 @@ def build_run(trainer: Trainer, parts: TrainingParts) -> LiveRun:
     optimizer = build_optimizer(parts.optimizer_factory, model)
     base_lrs = [group["lr"] for group in optimizer.param_groups]  # before a restore sets the scheduled ones
     scaler = parts.precision.grad_scaler(device)
+    pad_to = resolve_pad_to(trainer.compile_pad_to, trainer.compile)
+    max_len = getattr(model, "max_seq_len", None)  # buckets never pass the position tables
+    collator = parts.collator if pad_to is None else PaddedCollator(parts.collator, pad_to, max_len)
     batches = parts.batches or MapStyleBatches(
         parts.train_set,
-        parts.collator,
+        collator,
         trainer.batch_size,
         device=device,
         seed=parts.seed,
@@ -105,7 +110,7 @@ def build_run(trainer: Trainer, parts: TrainingParts) -> LiveRun:
     return LiveRun(
         parts=parts,
         model=model,
-        forward=torch.compile(wrapped) if trainer.compile else wrapped,
+        forward=wrapped,
         optimizer=optimizer,
         base_lrs=base_lrs,
         scaler=scaler,
@@ -118,6 +123,7 @@ def build_run(trainer: Trainer, parts: TrainingParts) -> LiveRun:
         callbacks=callbacks,
         ctx=ctx,
         logger=logger,
+        compiled=CompiledBlocks(model, trainer.compile_backend, enabled=trainer.compile),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enhanced_tx.checkpoint.policy import check_policy
 from enhanced_tx.errors import EnhancedTxError
+from enhanced_tx.training.compiling import check_compile_settings
 from enhanced_tx.training.monitor import MONITORS
 
 
@@ -23,6 +24,7 @@ def check_settings(settings: dict) -> None:
     chunk = settings["loss_chunk_tokens"]
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         problems.append(f"trainer.loss_chunk_tokens={chunk} must be a positive whole number of rows, or null (off)")
+    problems += check_compile_settings(settings["compile_pad_to"], settings["compile_backend"], settings["compile"])
     if settings["eval_generate"] < 0:
         problems.append(f"trainer.eval_generate={settings['eval_generate']} must be >= 0 (0 = off)")
     monitor = settings["monitor"]

@@ -63,6 +63,8 @@ class Trainer:
         gradient_checkpointing: bool = False,
         length_bucketing: bool = True,
         compile: bool = False,
+        compile_pad_to: int | str | None = "auto",
+        compile_backend: str = "inductor",
         keep_freed_memory: bool = True,
         resume: str | None = None,
         keep_last: int | str | None = "auto",
@@ -89,6 +91,7 @@ class Trainer:
         self.eval_every, self.eval_batches, self.log_every = eval_every, eval_batches, log_every
         self.gradient_checkpointing, self.length_bucketing = gradient_checkpointing, length_bucketing
         self.compile, self.keep_freed_memory = compile, keep_freed_memory
+        self.compile_pad_to, self.compile_backend = compile_pad_to, compile_backend  # training/compiling.py
         self.resume, self.keep_last, self.save_half_precision = resume, keep_last, save_half_precision
         self.save_optimizer = save_optimizer  # false: the older spelling of checkpoint=weights
         self.checkpoint = checkpoint  # auto | full | weights: resolved by checkpoint.policy when the run starts
@@ -135,7 +138,8 @@ class Trainer:
                 for group, base in zip(run.optimizer.param_groups, run.base_lrs, strict=True):
                     group["lr"] = base * parts.schedule(progress)
                 started = time.perf_counter()
-                result = self._optimizer_step(run.forward, run.model, run.optimizer, run.scaler, parts, batches)
+                with run.compiled.active():  # trainer.compile: compiled blocks for the training step only
+                    result = self._optimizer_step(run.forward, run.model, run.optimizer, run.scaler, parts, batches)
                 seconds = time.perf_counter() - started
                 state.record_step(result.tokens, result.flops, seconds, result.finite)
                 run.window.add(result.loss_sum, result.targets, result.tokens, seconds, result.flops, result.finite)
@@ -159,6 +163,8 @@ class Trainer:
                     bar.close()
                     raise TrainingInterrupted(signum, state.step)
         bar.close()
+        if self.compile:  # recompiles under changing lengths show here (a warning when they storm)
+            run.logger.summary(run.compiled.metrics())
         save_final_weights(self, run)
         if self.stop_reason is not None:
             self._print(f"stopped at step {state.step}: {self.stop_reason}")
@@ -235,6 +241,7 @@ class Trainer:
             "train/grad_norm": result.grad_norm,
             "train/epoch": getattr(run.source, "epoch", 0),
             "perf/global_batch": self.batch_size * self.accumulation * self.world_size,
+            **run.compiled.metrics(),  # perf/compilations with trainer.compile
         })  # fmt: skip
         if self.z_loss:  # the z-loss's share of train/loss, this step's
             metrics["train/z_loss"] = result.z_loss_sum / max(result.targets, 1)
