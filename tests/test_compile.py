@@ -198,3 +198,18 @@ def test_compile_settings_fail_in_one_line_naming_the_key():
     with pytest.raises(EnhancedTxError, match="trainer.compile_backend=nope"):
         Trainer(compile=True, compile_backend="nope")
     Trainer(compile_backend="nope")  # not compiling: the backend is not used, so not checked
+
+
+def test_bench_compile_row_times_both_steps_and_reports_a_goal():
+    from enhanced_tx.bench.compiled import compiled_table, measure_compiled
+    from enhanced_tx.bench.goals import evaluate
+    from enhanced_tx.bench.runner import Results
+    from enhanced_tx.bench.shapes import Shape
+
+    shape = Shape("t", d_model=32, n_heads=4, n_layers=1, ffn=64, vocab=100, batch=2, src_len=32, tgt_len=32)
+    row = measure_compiled(shape, "fp32", 1, torch.device("cpu"), "auto", backend="aot_eager")
+    assert row.eager_step_s > 0 and row.compiled_step_s > 0 and 1 <= row.compilations <= 4
+    assert "eager / compiled" in compiled_table([row]).text()
+    goals = {goal.name: value for goal, value in evaluate(Results(config={}, machine={}, compiled=[row]))}
+    assert goals["compiled vs eager step, t fp32 (eager s / compiled s)"] == pytest.approx(row.ratio)
+    assert Results.from_dict(Results(config={}, machine={}, compiled=[row]).to_dict()).compiled == [row]

@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sections",
         type=_list(SECTIONS),
-        default=["peak", "train", "realdata", "generate", "beam", "attention", "memory", "tokenize"],
+        default=["peak", "train", "compile", "realdata", "generate", "beam", "attention", "memory", "tokenize"],
         help=f"any of {','.join(SECTIONS)} (levers: one A/B per optimisation, slow)",
     )
     p.add_argument("--models", type=_list(tuple(BUILDERS)), default=list(BUILDERS), help="ours,bart,t5,nn.Transformer")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enhanced_tx.bench.attention_variants import attention_table
+from enhanced_tx.bench.compiled import compiled_table
 from enhanced_tx.bench.goals import evaluate
 from enhanced_tx.bench.loss_memory import loss_memory_table
 from enhanced_tx.bench.machine import one_line
@@ -177,6 +178,8 @@ def tables(results: Results) -> list[Table]:
         out.append(peak_table(results))
     if results.train:
         out.append(train_table(results))
+    if results.compiled:
+        out.append(compiled_table(results.compiled))
     if results.generate:
         out.append(generate_table(results))
     if results.realdata:

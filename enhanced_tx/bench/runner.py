@@ -12,6 +12,7 @@ import torch
 from enhanced_tx.bench.attention_variants import NEW_TOKENS as ATTENTION_NEW_TOKENS
 from enhanced_tx.bench.attention_variants import AttentionResult, measure_attention_variants
 from enhanced_tx.bench.beam import BeamResult, beam_runners, measure_beam
+from enhanced_tx.bench.compiled import CompiledResult, measure_compiled
 from enhanced_tx.bench.generation import GenResult, Runner, generator_for, measure_generation
 from enhanced_tx.bench.levers import LeverResult, generation_levers, training_levers
 from enhanced_tx.bench.loss_memory import LossMemoryResult, measure_loss_memory
@@ -25,7 +26,7 @@ from enhanced_tx.bench.tokenizing import TokenizeResult, measure_tokenizing
 from enhanced_tx.bench.training import TrainOptions, TrainResult, measure_training
 from enhanced_tx.runtime.peak import Peak, best_peak, measure_peaks
 
-SECTIONS = ("peak", "train", "realdata", "generate", "beam", "attention", "memory", "levers", "tokenize")
+SECTIONS = ("peak", "train", "compile", "realdata", "generate", "beam", "attention", "memory", "levers", "tokenize")
 
 
 @dataclass
@@ -33,8 +34,10 @@ class BenchConfig:
     sizes: list[str] = field(default_factory=lambda: ["tiny", "small"])
     dtypes: list[str] = field(default_factory=lambda: ["fp32", "bf16"])
     sections: list[str] = field(
-        default_factory=lambda: ["peak", "train", "realdata", "generate", "beam", "attention", "memory", "tokenize"]
-    )
+        default_factory=lambda: [
+            "peak", "train", "compile", "realdata", "generate", "beam", "attention", "memory", "tokenize"
+        ]
+    )  # fmt: skip
     models: list[str] = field(default_factory=lambda: [OURS, *BUILDERS.keys() - {OURS}])
     steps: int = 5
     device: str = "cpu"
@@ -59,6 +62,7 @@ class Results:
     machine: dict
     peaks: list[Peak] = field(default_factory=list)
     train: list[TrainResult] = field(default_factory=list)
+    compiled: list[CompiledResult] = field(default_factory=list)  # ours: per-block compiled vs eager step
     generate: list[GenResult] = field(default_factory=list)
     beam: list[BeamResult] = field(default_factory=list)
     attention: list[AttentionResult] = field(default_factory=list)
@@ -78,6 +82,7 @@ class Results:
         rows = {
             "peaks": Peak,
             "train": TrainResult,
+            "compiled": CompiledResult,
             "generate": GenResult,
             "beam": BeamResult,
             "attention": AttentionResult,
@@ -111,6 +116,16 @@ def _train(shape: Shape, cfg: BenchConfig, results: Results) -> None:
                 shape, contenders, dtype, cfg.steps, device, options, flops, best_peak(results.peaks, dtype)
             )
         results.contention[f"train {shape.name} {dtype}"] = contention.other_cpus
+
+
+def _compile(shape: Shape, cfg: BenchConfig, results: Results) -> None:
+    """trainer.compile's step against the eager one: tiny, first dtype (inductor takes minutes per graph here)."""
+    if shape.name != "tiny" or OURS not in cfg.models:
+        return
+    dtype = next(d for d in cfg.dtypes if not (d == "fp16" and cfg.device == "cpu"))
+    with Contention() as contention:
+        results.compiled.append(measure_compiled(shape, dtype, cfg.steps, torch.device(cfg.device), cfg.linear_backend))
+    results.contention[f"compile {shape.name} {dtype}"] = contention.other_cpus
 
 
 def _generate(shape: Shape, cfg: BenchConfig, results: Results) -> None:
@@ -197,6 +212,7 @@ def _levers(shape: Shape, cfg: BenchConfig, results: Results) -> None:
 
 SECTION_RUNNERS = {
     "train": _train,
+    "compile": _compile,
     "realdata": _realdata,
     "generate": _generate,
     "beam": _beam,
