@@ -42,6 +42,7 @@ class BenchConfig:
     steps: int = 5
     device: str = "cpu"
     compile: bool = False
+    compile_backend: str = "inductor"  # the compile section's (--quick: aot_eager, no C++ build)
     linear_backend: str = "onednn"  # ours; "default" = PyTorch's dispatch
     optimizer: str = "fused"  # every contender; HF Trainer's default on torch >= 2.8
     gen_batches: list[int] = field(default_factory=lambda: [1, 8])
@@ -124,7 +125,8 @@ def _compile(shape: Shape, cfg: BenchConfig, results: Results) -> None:
         return
     dtype = next(d for d in cfg.dtypes if not (d == "fp16" and cfg.device == "cpu"))
     with Contention() as contention:
-        results.compiled.append(measure_compiled(shape, dtype, cfg.steps, torch.device(cfg.device), cfg.linear_backend))
+        results.compiled.append(measure_compiled(shape, dtype, cfg.steps, torch.device(cfg.device), cfg.linear_backend,
+                                                 cfg.compile_backend))  # fmt: skip
     results.contention[f"compile {shape.name} {dtype}"] = contention.other_cpus
 
 
