@@ -39,9 +39,10 @@ def set_cache_dir(path: str | os.PathLike | None) -> None:
     _choices.clear()
 
 
-def cache_file() -> Path:
+def cache_file(name: str = "linear_backend.json") -> Path:
+    """A per-machine file of measured choices (`precision=auto` keeps its own, `precision.json`, here too)."""
     root = _cache_dir or Path(os.environ.get("ENHANCED_TX_CACHE", Path.home() / ".cache" / "enhanced_tx"))
-    return root / "linear_backend.json"
+    return root / name
 
 
 def machine_key() -> str:
@@ -95,17 +96,28 @@ def pick(seconds: dict[str, float], default: str = "default") -> str:
     return fastest if seconds[fastest] * MARGIN < seconds[default] else default
 
 
-def _read() -> dict:
+def _read(name: str = "linear_backend.json") -> dict:
     try:
-        return json.loads(cache_file().read_text())
+        return json.loads(cache_file(name).read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _write(machine: str, shape: str, choice: str, seconds: dict[str, float]) -> None:
-    data = _read()
+def remembered(name: str, shape: str) -> dict | None:
+    """This machine's saved {"choice", "seconds"} for `shape` in cache file `name`, or None."""
+    saved = _read(name).get(machine_key(), {}).get(shape)
+    return saved if isinstance(saved, dict) else None
+
+
+def remember(name: str, shape: str, choice: str, seconds: dict[str, float]) -> None:
+    """Save a measured choice for this machine and `shape` in cache file `name` (atomic replace)."""
+    _write(machine_key(), shape, choice, seconds, name)
+
+
+def _write(machine: str, shape: str, choice: str, seconds: dict[str, float], name: str = "linear_backend.json") -> None:
+    data = _read(name)
     data.setdefault(machine, {})[shape] = {"choice": choice, "seconds": seconds}
-    path = cache_file()
+    path = cache_file(name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

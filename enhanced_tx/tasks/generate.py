@@ -56,6 +56,9 @@ def generate_text(cfg: DictConfig) -> list[str]:
     run_dir = resolve_run_dir(cfg.run, cfg.runs_root, cfg.get("sweep"))
     results = ResultsFile(output_path(cfg, run_dir, Path(prompts_file))) if prompts_file else None
     run = load_run(run_dir, cfg.checkpoint, device=device, dtype=precision.dtype)
+    # precision=auto: fp32 or bf16 weights, resolved as training resolves it (measured, cached per machine)
+    precision = precision.resolve(run.model, device, say=lambda line: print(line, file=sys.stderr))
+    run.model.to(dtype=precision.dtype)
     check_max_new_tokens(max_new_tokens, run.model.max_seq_len, run.run_dir)
     tokenizer, eos_id = run.tokenizer, run.tokenizer.eos_token_id
     print(f"run: {run.run_dir}  weights: {run.weights.name}  {run.model.summary()}", file=sys.stderr)

@@ -73,6 +73,9 @@ def build_run(trainer: Trainer, parts: TrainingParts) -> LiveRun:
         source = warm_start(parts.model, trainer.init_from)
         trainer._print(f"warm start: weights from {source} (fresh optimizer, schedule and step counter)")
     model, device, strategy = parts.model.to(parts.device), parts.device, trainer.strategy
+    # precision=auto becomes fp32 or bf16 here (measured, cached per machine); a resume keeps its run's choice
+    recorded = point.state.get("precision") if point is not None and point.state is not None else None
+    parts.precision = parts.precision.resolve(model, device, recorded, say=trainer._print)
     parts.precision.check_device(device)
     if trainer.keep_freed_memory and device.type == "cpu":
         from enhanced_tx.training.allocator import keep_freed_memory
@@ -101,6 +104,7 @@ def build_run(trainer: Trainer, parts: TrainingParts) -> LiveRun:
     if point is not None:
         budget = _restore(trainer, point, model, optimizer, scaler, state, batches, callbacks, budget)
     logger = parts.logger if strategy.is_main and parts.logger is not None else SilentLogger()
+    logger.summary({"precision": parts.precision.name})  # the resolved one (precision=auto: fp32 or bf16)
     evaluator = Evaluator(parts.val_set, parts.collator, batch_size=trainer.batch_size,
                           max_batches=trainer.eval_batches, precision=parts.precision, device=device,
                           strategy=strategy, max_tokens=parts.max_tokens_per_batch)  # fmt: skip
@@ -140,6 +144,7 @@ def checkpoint_state(trainer: Trainer, run: LiveRun) -> dict:
         "budget": run.budget.as_dict(),
         "limits": trainer.limits(),
         "step": run.state.step,
+        "precision": run.parts.precision.name,  # resolved (precision=auto): a resume uses the same one
         "config": run.parts.config,
         "logger_run_id": run.logger.run_id,
     }

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Callable
 
 import torch
+from torch import nn
 
 
 class Precision:
@@ -23,6 +25,13 @@ class Precision:
 
     def check_device(self, device: torch.device) -> None:
         """Warn about combinations that work but are a bad idea on this device."""
+
+    def resolve(
+        self, model: nn.Module, device: torch.device, recorded: str | None = None, say: Callable[[str], None] = print
+    ) -> Precision:
+        """The precision the run uses for `model` on `device`: itself (`AutoPrecision` measures). `recorded`:
+        the resolved name a resumed run stored."""
+        return self
 
 
 class BFloat16(Precision):
@@ -51,3 +60,24 @@ class Float16(BFloat16):
                 "use precision=bf16 for fast mixed precision on CPU",
                 stacklevel=2,
             )
+
+
+class AutoPrecision(Precision):
+    """`precision=auto`: fp32 or bf16, chosen by timing this model's matmul shapes on this machine (cached per
+    machine; on CUDA, bf16 where supported); see `precision_choice`. Until resolved it acts as fp32."""
+
+    name = "auto"
+
+    def resolve(
+        self, model: nn.Module, device: torch.device, recorded: str | None = None, say: Callable[[str], None] = print
+    ) -> Precision:
+        from enhanced_tx.training.precision_choice import choose
+
+        options = {p.name: p for p in (Precision(), BFloat16())}
+        if recorded in options:  # a resume keeps the precision its run was trained with, on any machine
+            say(f"precision=auto: {recorded} (recorded in the resumed run)")
+            return options[recorded]
+        choice = choose(model, device)
+        ratio = "" if choice.ratio is None else f", bf16 autocast {choice.ratio:.2f}x the speed of fp32"
+        say(f"precision=auto: {choice.name} ({choice.how}{ratio} on this model's matmul shapes)")
+        return options[choice.name]
