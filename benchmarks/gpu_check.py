@@ -12,7 +12,8 @@ decoding of the small model at batch 1, ms per step against BART's (goal <= 0.5x
 Every part runs in its own child process (`--part NAME`): a crash (a segfault in a compiler, say), a hang or
 an exception is recorded in `errors` and the other parts still run. When compiling the whole forward + loss
 fails, per-block compilation is tried instead. Parts that would overrun `--budget-s` are skipped and listed.
-`--dry-run` runs the same code on a CPU at a tiny shape to check the script itself.
+`--dry-run` runs the same code on a CPU at a tiny shape to check the script itself, in under a minute: every
+part in one child process (one import of torch), compiling with aot_eager (no C++ build), 2 timed steps.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from benchmarks.gpu_check_report import COMPILED, COMPILED_BLOCKS, table  # noqa: E402
 from enhanced_tx.bench.batch import Batch, make_batch  # noqa: E402
 from enhanced_tx.bench.generation import Runner, generator_for, measure_generation  # noqa: E402
-from enhanced_tx.bench.machine import describe, one_line  # noqa: E402
+from enhanced_tx.bench.machine import describe  # noqa: E402
 from enhanced_tx.bench.memory import measure_memory  # noqa: E402
 from enhanced_tx.bench.peers import BART, OURS, build_bart, build_ours  # noqa: E402
 from enhanced_tx.bench.shapes import Shape  # noqa: E402
-from enhanced_tx.bench.table import Table, fmt  # noqa: E402
 from enhanced_tx.bench.training import TrainOptions, TrainStep, measure_training  # noqa: E402
 from enhanced_tx.runtime.peak import measure_peaks  # noqa: E402
 
@@ -47,11 +48,8 @@ GPU_SHAPE = Shape(
     "small", d_model=768, n_heads=12, n_layers=6, ffn=3072, vocab=32000, batch=32, src_len=512, tgt_len=512
 )
 DRY_SHAPE = Shape("tiny", d_model=256, n_heads=4, n_layers=2, ffn=1024, vocab=8192, batch=2, src_len=64, tgt_len=64)
-MFU_GOAL = 0.45
 DECODE_GOAL = 0.5  # our greedy ms/step over BART's, small, batch 1
 RECOMPILE_LENGTHS = (512, 384, 256, 128)  # target lengths of the many-lengths compile part (dry run: /8)
-COMPILED = "train ours bf16 compiled"
-COMPILED_BLOCKS = "train ours bf16 compiled per block"
 
 
 def flash_only():  # noqa: ANN201
@@ -67,6 +65,7 @@ class Parts:
         self.args = args
         self.device = torch.device("cpu" if args.dry_run else "cuda")
         self.shape = DRY_SHAPE if args.dry_run else GPU_SHAPE
+        self.backend = "aot_eager" if args.dry_run else "inductor"  # the dry run checks the path, not inductor
 
     def recompiles(self) -> dict:
         """Per-block compiled training over batches of several target lengths: how many graphs dynamo built."""
@@ -76,7 +75,9 @@ class Parts:
         contender.model.to(self.device)
         lengths = [n // (8 if self.args.dry_run else 1) for n in RECOMPILE_LENGTHS]
         batch = make_batch(self.shape, self.device)
-        step = TrainStep(contender, "bf16", batch, TrainOptions(optimizer="fused", compile_blocks=True))
+        step = TrainStep(
+            contender, "bf16", batch, TrainOptions("fused", compile_blocks=True, compile_backend=self.backend)
+        )
         seconds = []
         with flash_only() if self.device.type == "cuda" else _nothing():
             for length in lengths * 2:  # each length twice: the second visit must compile nothing
@@ -125,7 +126,7 @@ class Parts:
     def train(self, name: str, compile: bool = False, per_block: bool = False, dtype: str = "bf16") -> dict:
         contender = (build_ours if name == OURS else build_bart)(self.shape)
         contender.model.to(self.device)
-        options = TrainOptions(optimizer="fused", compile=compile, compile_blocks=per_block)
+        options = TrainOptions("fused", compile=compile, compile_blocks=per_block, compile_backend=self.backend)
         flops = build_ours(self.shape).flops_per_token  # model FLOPs of the architecture, the same for BART
         steps = self.args.steps
         try:
@@ -212,6 +213,7 @@ class Check:
         stem = f"gpu_check_{time.strftime('%Y%m%d-%H%M', time.gmtime())}_{device_name}"
         results = Path(args.results_dir) if args.results_dir else Path(args.out).parent
         self.dated = results / f"{stem}.json"
+        self.report = results / f"{time.strftime('%Y-%m-%d', time.gmtime())}-{device_name}.md"
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -234,7 +236,7 @@ class Check:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             result_path = Path(tmp) / "part.json"
-            command = [sys.executable, __file__, "--part", name, "--part-out", str(result_path)]
+            command = [sys.executable, __file__, "--part", name, "--part-out", str(result_path), "--one"]
             command += ["--steps", str(self.args.steps)] + (["--dry-run"] if self.args.dry_run else [])
             try:
                 proc = subprocess.run(command, capture_output=True, text=True, timeout=left)
@@ -251,22 +253,41 @@ class Check:
         print(f"[{self.elapsed():5.0f}s] {name} done in {time.perf_counter() - start:.0f}s", flush=True)
         return name in self.out
 
+    def plan(self) -> list[tuple[str, float]]:
+        """(part, the seconds it may take on the GPU), in the order they run."""
+        compiled = not self.args.no_compile
+        plan = [("peaks", 30), ("flash", 20)]
+        # repeated blocks compile once (CompiledBlocks, what trainer.compile=true installs)
+        plan += [(COMPILED_BLOCKS, 100), ("recompiles", 90)] if compiled else []
+        plan += [("train bart bf16 eager", 30), ("train ours bf16 eager", 30), ("finite bf16", 20)]
+        plan += [("finite fp16", 20), ("memory ours", 25), ("memory bart", 25), ("decode", 40)]
+        plan += [(COMPILED, 120), ("train bart bf16 compiled", 120)] if compiled else []  # whole forward + loss
+        return plan
+
+    def together(self, names: list[str]) -> None:
+        """The dry run: every part in one child process (one import), each part's exception recorded."""
+        print(f"[{self.elapsed():5.0f}s] {len(names)} parts in one process ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            result_path = Path(tmp) / "parts.json"
+            command = [sys.executable, __file__, "--part-out", str(result_path), "--steps", str(self.args.steps)]
+            command += [arg for name in names for arg in ("--part", name)] + ["--dry-run"]
+            proc = subprocess.run(command, capture_output=True, text=True)
+            results = json.loads(result_path.read_text()) if result_path.exists() else {}
+        for name in names:
+            if name in results and "error" not in results[name]:
+                self.out[name] = results[name]["result"]
+            else:
+                self.out["errors"][name] = results.get(name, {}).get("error") or _failure(proc)
+        if proc.returncode != 0:
+            print(proc.stdout[-2000:] + proc.stderr[-4000:], flush=True)
+        print(f"[{self.elapsed():5.0f}s] parts done", flush=True)
+
     def run(self) -> dict:
-        self.part("peaks", 30)
-        self.part("flash", 20)
-        if not self.args.no_compile:
-            self.part(COMPILED_BLOCKS, 100)  # repeated blocks compile once: the compile path users get
-            self.part("recompiles", 90)
-        self.part("train bart bf16 eager", 30)
-        self.part("train ours bf16 eager", 30)
-        self.part("finite bf16", 20)
-        self.part("finite fp16", 20)
-        self.part("memory ours", 25)
-        self.part("memory bart", 25)
-        self.part("decode", 40)
-        if not self.args.no_compile:
-            self.part(COMPILED, 120)  # the whole forward + loss as one graph
-            self.part("train bart bf16 compiled", 120)
+        if self.args.dry_run:
+            self.together([name for name, _ in self.plan()])
+        else:
+            for name, cost in self.plan():
+                self.part(name, cost)
         self._mfu()
         self.save()
         return self.out
@@ -297,76 +318,29 @@ def _failure(proc: subprocess.CompletedProcess) -> str:
     return f"exit {code}: {lines[-1][:300] if lines else 'no output'}"
 
 
-def table(out: dict) -> str:
-    shape = out["shape"]
-    t = Table(
-        f"Training, bf16 autocast, batch x (source + target) = {shape['batch']} x ({shape['src_len']} + "
-        f"{shape['tgt_len']})",
-        ["run", "sdpa", "tok/s", "step ms", "TFLOP/s", "MFU", "loss", "vs BART eager"],
-    )
-    bart = out.get("train bart bf16 eager", {}).get("tokens_per_s")
-    for key, r in out.items():
-        if key.startswith("train ") and isinstance(r, dict):
-            mfu = "-" if r.get("mfu") is None else f"{100 * r['mfu']:.1f}%"
-            vs = f"{r['tokens_per_s'] / bart:.2f}x" if bart else "-"
-            t.add(
-                key[6:], r["sdpa"][:24], r["tokens_per_s"], fmt(r["step_ms"], 1), fmt(r["tflops"], 1), mfu,
-                fmt(r["loss"], 3), vs,
-            )  # fmt: skip
-    peaks = out.get("peaks", {})
-    t.notes.append("matmul peaks (TFLOP/s): " + ", ".join(f"{k} {v / 1e12:.1f}" for k, v in peaks.items()))
-    best = max((out.get(k, {}).get("mfu") or 0 for k in (COMPILED, COMPILED_BLOCKS)), default=0)
-    if best:
-        verdict = "met" if best >= MFU_GOAL else "NOT met"
-        t.notes.append(f"MFU goal >= {100 * MFU_GOAL:.0f}% (ours, compiled, flash): {verdict} ({100 * best:.1f}%)")
-    m = Table(
-        "Memory, bf16, with and without gradient checkpointing (MB)",
-        ["model", "after fwd", "after fwd ckpt", "ratio", "peak", "peak ckpt"],
-    )
-    for name in ("memory ours", "memory bart"):
-        r = out.get(name)
-        if r:
-            m.add(
-                r["model"], r["after_forward_mb"], r["after_forward_ckpt_mb"], f"{r['ratio_after_forward']:.2f}x",
-                fmt(r["peak_mb"]), fmt(r["peak_ckpt_mb"]),
-            )  # fmt: skip
-    f = Table("Finite training steps (5 eager steps, lr 1e-3)", ["dtype", "finite", "losses", "grad scale"])
-    for dtype in ("bf16", "fp16"):
-        r = out.get(f"finite {dtype}")
-        if r:
-            f.add(dtype, str(r["finite"]), " ".join(f"{x:.3f}" for x in r["losses"]), fmt(r["grad_scale"]))
-    parts = [f"{one_line(out['machine'])}  ({out.get('date')}{', DRY RUN on a CPU' if out.get('dry_run') else ''})"]
-    parts += [t.text(), m.text(), f.text()]
-    r = out.get("recompiles")
-    if r:
-        parts.append(
-            f"per-block compile over target lengths {r['lengths']} (each twice): {r['unique_graphs']} graphs, "
-            f"recompiles {r['recompiles']}, slowest second-pass step {r['second_pass_max_s']:.2f}s"
-        )
-    d = out.get("decode")
-    if d:
-        ms = d["ms_per_step"]
-        verdict = "met" if d["ratio"] <= d["goal"] else "NOT met"
-        parts.append(
-            f"greedy decode, batch 1, bf16, {d['new_tokens']} tokens: ours {ms[OURS]:.2f} ms/step, "
-            f"BART {ms[BART]:.2f}: "
-            f"{d['ratio']:.2f}x (goal <= {d['goal']}x: {verdict})"
-        )
-    if "flash" in out:
-        parts.append(
-            f"flash SDPA for every attention call (fwd + bwd): {out['flash']['flash_attention_forward_backward']}"
-        )
-    if out["errors"]:
-        parts.append("ERRORS:\n" + "\n".join(f"  {k}: {v}" for k, v in out["errors"].items()))
-    if out["skipped"]:
-        parts.append("skipped (time budget): " + ", ".join(out["skipped"]))
-    return "\n\n".join(parts)
+def run_parts(args: argparse.Namespace) -> int:
+    """The child: one part (its exception is the process's failure), or several (each one's exception kept)."""
+    parts = Parts(args)
+    if args.one:
+        Path(args.part_out).write_text(json.dumps(parts.run(args.part[0]), default=str))
+        return 0
+    results = {}
+    for name in args.part:
+        started = time.perf_counter()
+        try:
+            results[name] = {"result": parts.run(name)}
+        except Exception as error:  # noqa: BLE001 - the dry run reports every broken part, not the first
+            first = (str(error).splitlines() or [""])[0][:300]
+            results[name] = {"error": f"{type(error).__name__}: {first}"}
+        print(f"  {name}: {time.perf_counter() - started:.1f}s", flush=True)
+        Path(args.part_out).write_text(json.dumps(results, default=str))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny shape: check the script, not the GPU")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per training run (after warm-up)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per training run (10; a dry run 2)")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--budget-s", type=float, default=420.0, help="skip parts that would end after this")
     p.add_argument(
@@ -375,20 +349,25 @@ def main(argv: list[str] | None = None) -> int:
         help="also write a copy named by date and device here (gpu_check.sh: benchmarks/results; default: --out's)",
     )
     p.add_argument("--out", default="/tmp/gpu_check.json")
-    p.add_argument("--part", default=None, help=argparse.SUPPRESS)  # internal: run one part in this process
+    p.add_argument("--part", action="append", help=argparse.SUPPRESS)  # internal: run parts in this process
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: one part, errors raise
     p.add_argument("--part-out", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.steps = args.steps or (2 if args.dry_run else 10)
     if not args.dry_run and not torch.cuda.is_available():
         print("no CUDA device visible; use --dry-run on a CPU", file=sys.stderr)
         return 2
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*enable_nested_tensor.*")
     if args.part:
-        Path(args.part_out).write_text(json.dumps(Parts(args).run(args.part), default=str))
-        return 0
+        return run_parts(args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    out = Check(args).run()
-    print(table(out))
+    check = Check(args)
+    out = check.run()
+    text = table(out)
+    print(text)
+    check.report.write_text(f"# GPU check {out['date']}\n\n```\n{text}\n```\n")
+    print(f"wrote {check.report}")
     print(f"\nwrote {args.out}")
     return 1 if out["errors"] else 0
 

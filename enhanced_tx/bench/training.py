@@ -17,6 +17,7 @@ from enhanced_tx.bench.batch import Batch, make_batch
 from enhanced_tx.bench.peers import Contender
 from enhanced_tx.bench.shapes import Shape
 from enhanced_tx.bench.timing import Samples, time_once
+from enhanced_tx.training.compiling import CompiledBlocks
 from enhanced_tx.training.optim import parameter_groups
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -28,7 +29,8 @@ class TrainOptions:
     optimizer: str = "fused"  # loop | foreach | fused: AdamW's implementation
     sync_every_step: bool = False  # call loss.item() after every step, as a naive loop would
     compile: bool = False  # torch.compile the forward pass and the loss together
-    compile_blocks: bool = False  # instead: compile each of our Transformer blocks (regional compilation)
+    compile_blocks: bool = False  # instead: each of our blocks compiled as trainer.compile=true does (CompiledBlocks)
+    compile_backend: str = "inductor"  # torch.compile's backend (aot_eager: a smoke test without a C++ build)
 
 
 def build_optimizer(model: torch.nn.Module, kind: str) -> torch.optim.Optimizer:
@@ -43,10 +45,10 @@ class TrainStep:
         self.contender, self.dtype, self.batch, self.options = contender, dtype, batch, options
         contender.model.train()
         self.optimizer = build_optimizer(contender.model, options.optimizer)
-        self.forward_loss = torch.compile(self._forward_loss) if options.compile else self._forward_loss
-        if options.compile_blocks:
-            for block in (*contender.model.encoder_layers, *contender.model.decoder_layers):
-                block.compile()
+        compiled = torch.compile(self._forward_loss, backend=options.compile_backend) if options.compile else None
+        self.forward_loss = compiled or self._forward_loss
+        # the trainer's per-block compilation (trainer.compile=true): blocks compiled inside the step only
+        self.blocks = CompiledBlocks(contender.model, options.compile_backend, enabled=options.compile_blocks)
         self.device = batch.src.device
         self.scaler = torch.amp.GradScaler(self.device.type) if dtype == "fp16" else None
         self.last_loss: torch.Tensor | None = None
@@ -62,14 +64,17 @@ class TrainStep:
 
     def __call__(self) -> None:
         b = self.batch
-        with self._autocast():
-            loss = self.forward_loss(b.src, b.tgt_in, b.labels)
+        with self.blocks.active():
+            with self._autocast():
+                loss = self.forward_loss(b.src, b.tgt_in, b.labels)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            loss.backward()
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.last_loss = loss.detach()

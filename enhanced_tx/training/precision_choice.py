@@ -2,7 +2,7 @@
 
 Whether bf16 pays on a CPU is not told by its flags: on an AMD EPYC (AVX512_BF16) the tiny training step ran
 1.5x faster under bf16 autocast, on an Intel Xeon with AVX512_BF16 0.79x (slower). So on a CPU this times
-a forward + backward of every distinct weight shape of the model (x [256, K] @ W[N, K]^T, weighted by how
+a forward + backward of every distinct weight shape of the model (x [128, K] @ W[N, K]^T, weighted by how
 many weights have that shape), fp32 against bf16 autocast, alternating, best of 3; bf16 must win by 3%
 (fp32 is the reference numerics). On CUDA the documented hardware rule holds: bf16 where
 `torch.cuda.is_bf16_supported()`, else fp32 (nothing measured).
@@ -24,7 +24,7 @@ from torch import nn
 from enhanced_tx.model import linear_choice
 
 CACHE_FILE = "precision.json"
-ROWS, REPEATS = 256, 3
+ROWS, REPEATS = 128, 3
 MARGIN = 1.03  # bf16 replaces fp32 only when this much faster
 CANDIDATES = {"fp32": None, "bf16": torch.bfloat16}  # name -> autocast dtype (None: no autocast)
 
