@@ -237,12 +237,12 @@ def test_init_from_loads_the_weights_and_starts_a_fresh_optimizer_and_step(
     first_step = {}
     original = Trainer._optimizer_step
 
-    def recording(self, forward, model, optimizer, scaler, parts, batches):
+    def recording(self, forward, model, optimizer, scaler, parts, batches, *rest):
         if not first_step:
             first_step["params"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
             first_step["optimizer_state"] = dict(optimizer.state)
             first_step["lr"] = optimizer.param_groups[0]["lr"]
-        return original(self, forward, model, optimizer, scaler, parts, batches)
+        return original(self, forward, model, optimizer, scaler, parts, batches, *rest)
 
     monkeypatch.setattr(Trainer, "_optimizer_step", recording)
     train(pairs_cfg(tmp_path / "warm", pairs_file, f"trainer.init_from={source_run}"))
@@ -269,9 +269,9 @@ def test_init_from_loads_the_weights_and_starts_a_fresh_optimizer_and_step(
 def first_lr_of_a_fresh_run(tmp_path, pairs_file, monkeypatch, original):
     lrs = []
 
-    def recording(self, forward, model, optimizer, scaler, parts, batches):
+    def recording(self, forward, model, optimizer, scaler, parts, batches, *rest):
         lrs.append(optimizer.param_groups[0]["lr"])
-        return original(self, forward, model, optimizer, scaler, parts, batches)
+        return original(self, forward, model, optimizer, scaler, parts, batches, *rest)
 
     monkeypatch.setattr(Trainer, "_optimizer_step", recording)
     train(pairs_cfg(tmp_path, pairs_file, "trainer.max_steps=1"))
@@ -317,10 +317,10 @@ def test_resume_wins_over_init_from(tmp_path, pairs_file, source_run, monkeypatc
     assert saved["train_state"]["step"] == 3
     seen = {}
 
-    def recording(self, forward, model, optimizer, scaler, parts, batches):
+    def recording(self, forward, model, optimizer, scaler, parts, batches, *rest):
         seen.setdefault("params", {k: v.detach().clone() for k, v in model.state_dict().items()})
         seen.setdefault("optimizer_state", len(optimizer.state))
-        return original(self, forward, model, optimizer, scaler, parts, batches)
+        return original(self, forward, model, optimizer, scaler, parts, batches, *rest)
 
     monkeypatch.setattr(Trainer, "_optimizer_step", recording)
     train(cfg("trainer.resume=auto"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -42,6 +43,7 @@ def epoch_sampler(
     max_tokens: int | None = None,
     rank: int = 0,
     world_size: int = 1,
+    bucket_pool: int = 50,
 ) -> EpochBatchSampler:
     """This rank's batches of one epoch (length-bucketed when the dataset knows its lengths)."""
     lengths = getattr(dataset, "lengths", None) if bucketing else None
@@ -56,6 +58,7 @@ def epoch_sampler(
         start_batch=start,
         rank=rank,
         world_size=world_size,
+        bucket_size_multiplier=bucket_pool,
     )
 
 
@@ -87,8 +90,10 @@ class MapStyleBatches:
         max_tokens: int | None = None,
         rank: int = 0,
         world_size: int = 1,
+        bucket_pool: int = 50,
     ) -> None:
         self.dataset, self.collator, self.device = dataset, collator, device
+        self.bucket_pool = bucket_pool  # batches per length-sorted pool (see EpochBatchSampler)
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.bucketing, self.max_tokens = bucketing, max_tokens
         self.epoch = 0
@@ -105,10 +110,21 @@ class MapStyleBatches:
             max_tokens=self.max_tokens,
             rank=self.rank,
             world_size=self.world_size,
+            bucket_pool=self.bucket_pool,
         )
 
     def batches_per_epoch(self) -> int:
         return len(self.sampler(0))
+
+    def mean_targets_per_batch(self) -> float | None:
+        """Target tokens per micro-batch, averaged over an epoch's batches (the same on every rank and in every
+        epoch: the epoch's items and number of batches do not change); None where the dataset does not know
+        its target lengths (its items are then alike, e.g. fixed-length windows)."""
+        parts = getattr(self.dataset, "length_parts", None)
+        if parts is None:
+            return None
+        n_batches = len(self.sampler(0).global_batches(0))
+        return float(np.asarray(parts)[:, 1].sum()) / max(n_batches, 1)
 
     def __iter__(self) -> Iterator[Batch]:
         while True:

@@ -53,6 +53,7 @@ class LiveRun:
     ctx: LoopContext
     logger: Logger
     compiled: CompiledBlocks  # trainer.compile: the compiled blocks, installed for training steps only
+    targets_per_step: float | None  # trainer.loss_denominator=epoch_mean: what a step's summed loss is divided by
 
     @property
     def device(self) -> torch.device:
@@ -96,6 +97,7 @@ def build_run(trainer: Trainer, parts: TrainingParts) -> LiveRun:
         device=device,
         seed=parts.seed,
         bucketing=trainer.length_bucketing,
+        bucket_pool=trainer.bucket_pool_batches,
         max_tokens=parts.max_tokens_per_batch,
         rank=strategy.rank,
         world_size=strategy.world_size,
@@ -128,6 +130,7 @@ def build_run(trainer: Trainer, parts: TrainingParts) -> LiveRun:
         ctx=ctx,
         logger=logger,
         compiled=CompiledBlocks(model, trainer.compile_backend, enabled=trainer.compile),
+        targets_per_step=_targets_per_step(trainer, batches),
     )
 
 
@@ -148,6 +151,14 @@ def checkpoint_state(trainer: Trainer, run: LiveRun) -> dict:
         "config": run.parts.config,
         "logger_run_id": run.logger.run_id,
     }
+
+
+def _targets_per_step(trainer: Trainer, batches: BatchSource) -> float | None:
+    """A rank's mean target tokens per optimizer step over the epoch (loss_denominator=epoch_mean), or None:
+    each step's own count (loss_denominator=step, or a source that cannot tell, e.g. a stream)."""
+    mean = getattr(batches, "mean_targets_per_batch", None)
+    per_batch = mean() if trainer.loss_denominator == "epoch_mean" and mean is not None else None
+    return None if per_batch is None else per_batch * trainer.accumulation
 
 
 def _checkpoint_manager(trainer: Trainer, parts: TrainingParts) -> CheckpointManager:

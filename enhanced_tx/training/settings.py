@@ -7,12 +7,15 @@ from enhanced_tx.errors import EnhancedTxError
 from enhanced_tx.training.compiling import check_compile_settings
 from enhanced_tx.training.monitor import MONITORS
 
+LOSS_DENOMINATORS = ("epoch_mean", "step")
+
 
 def check_settings(settings: dict) -> None:
     """Every impossible trainer setting in one line (Hydra builds the trainer first: fail before any work)."""
     problems = [
         f"trainer.{k}={settings[k]} must be >= 1"
-        for k in ("batch_size", "gradient_accumulation_steps", "eval_every", "log_every", "eval_batches")
+        for k in ("batch_size", "gradient_accumulation_steps", "eval_every", "log_every", "eval_batches",
+                  "bucket_pool_batches")
         if settings[k] < 1
     ]
     if settings["epochs"] is not None and settings["epochs"] <= 0:
@@ -24,6 +27,10 @@ def check_settings(settings: dict) -> None:
     chunk = settings["loss_chunk_tokens"]
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         problems.append(f"trainer.loss_chunk_tokens={chunk} must be a positive whole number of rows, or null (off)")
+    if settings["loss_denominator"] not in LOSS_DENOMINATORS:
+        problems.append(
+            f"trainer.loss_denominator={settings['loss_denominator']} must be one of {', '.join(LOSS_DENOMINATORS)}"
+        )
     problems += check_compile_settings(settings["compile_pad_to"], settings["compile_backend"], settings["compile"])
     if settings["eval_generate"] < 0:
         problems.append(f"trainer.eval_generate={settings['eval_generate']} must be >= 0 (0 = off)")

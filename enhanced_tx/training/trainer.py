@@ -62,6 +62,7 @@ class Trainer:
         log_every: int = 10,
         gradient_checkpointing: bool = False,
         length_bucketing: bool = True,
+        bucket_pool_batches: int = 50,
         compile: bool = False,
         compile_pad_to: int | str | None = "auto",
         compile_backend: str = "inductor",
@@ -78,6 +79,7 @@ class Trainer:
         label_smoothing: float = 0.0,
         z_loss: float = 0.0,
         loss_chunk_tokens: int | None = 4096,
+        loss_denominator: str = "step",
         init_from: str | None = None,
         eval_generate: int = 0,
         eval_generate_max_new_tokens: int | None = None,
@@ -90,14 +92,15 @@ class Trainer:
         self.accumulation, self.max_grad_norm = gradient_accumulation_steps, max_grad_norm
         self.eval_every, self.eval_batches, self.log_every = eval_every, eval_batches, log_every
         self.gradient_checkpointing, self.length_bucketing = gradient_checkpointing, length_bucketing
+        self.bucket_pool_batches = bucket_pool_batches  # batches per length-sorted pool when bucketing
         self.compile, self.keep_freed_memory = compile, keep_freed_memory
         self.compile_pad_to, self.compile_backend = compile_pad_to, compile_backend  # training/compiling.py
         self.resume, self.keep_last, self.save_half_precision = resume, keep_last, save_half_precision
-        self.save_optimizer = save_optimizer  # false: the older spelling of checkpoint=weights
-        self.checkpoint = checkpoint  # auto | full | weights: resolved by checkpoint.policy when the run starts
+        # checkpoint: auto | full | weights, resolved by checkpoint.policy; save_optimizer=false: the old "weights"
+        self.save_optimizer, self.checkpoint = save_optimizer, checkpoint
         self.max_nonfinite_steps, self.peak_flops, self.progress_bar = max_nonfinite_steps, peak_flops, progress_bar
         self.label_smoothing, self.z_loss, self.init_from = label_smoothing, z_loss, init_from
-        self.loss_chunk_tokens = loss_chunk_tokens  # more target rows than this: the loss in chunks (step_loss)
+        self.loss_chunk_tokens, self.loss_denominator = loss_chunk_tokens, loss_denominator  # see step_loss, settings
         # read by the composition root, which wires the samples and BLEU/chrF callbacks (no import here)
         self.sample_max_new_tokens = sample_max_new_tokens
         self.eval_generate, self.eval_generate_max_new_tokens = eval_generate, eval_generate_max_new_tokens
@@ -139,7 +142,9 @@ class Trainer:
                     group["lr"] = base * parts.schedule(progress)
                 started = time.perf_counter()
                 with run.compiled.active():  # trainer.compile: compiled blocks for the training step only
-                    result = self._optimizer_step(run.forward, run.model, run.optimizer, run.scaler, parts, batches)
+                    result = self._optimizer_step(
+                        run.forward, run.model, run.optimizer, run.scaler, parts, batches, run.targets_per_step
+                    )
                 seconds = time.perf_counter() - started
                 state.record_step(result.tokens, result.flops, seconds, result.finite)
                 run.window.add(result.loss_sum, result.targets, result.tokens, seconds, result.flops, result.finite)
@@ -173,12 +178,16 @@ class Trainer:
             callback.on_fit_end(run.ctx)
         return self.best_value(run)
 
-    def _optimizer_step(self, forward, model, optimizer, scaler, parts: TrainingParts, batches) -> StepResult:
-        """One update over `accumulation` micro-batches; the loss is the mean over all their target tokens."""
+    def _optimizer_step(
+        self, forward, model, optimizer, scaler, parts: TrainingParts, batches, targets_per_step: float | None = None
+    ) -> StepResult:
+        """One update over `accumulation` micro-batches; the summed loss over the step's own target tokens, or
+        over `targets_per_step` (loss_denominator=epoch_mean: a rank's mean per step over the epoch)."""
         micro = [next(batches) for _ in range(self.accumulation)]
         targets = torch.stack([b.num_tgt_tokens for b in micro]).sum()
         # the step's target tokens on all ranks; divided by world size because DDP/FSDP average gradients
-        denominator = self.strategy.all_reduce(targets.float()).clamp(min=1) / self.world_size
+        denominator = (torch.tensor(targets_per_step, device=parts.device) if targets_per_step is not None
+                       else self.strategy.all_reduce(targets.float()).clamp(min=1) / self.world_size)  # fmt: skip
         loss_sum = torch.zeros((), device=parts.device)
         z_sum = torch.zeros((), device=parts.device)
         flops = 0.0
