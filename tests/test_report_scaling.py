@@ -73,3 +73,15 @@ def test_the_report_fits_each_arm_over_sizes(tmp_path):
     assert "`feedforward=gelu` and `feedforward=swiglu` do not cross between C = 1e+12" in text  # same alpha
     assert plot_science(tmp_path, report.rows, report.science, options) == ["val_loss_scaling.png"]
     assert (tmp_path / "val_loss_scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_three_points_fit_exactly_and_the_report_says_it_has_no_errors(tmp_path):
+    for num, (width, c) in enumerate(zip((64, 128, 192), COMPUTE[:3], strict=True)):
+        folder = make_job(tmp_path, num, {"model.d_model": width}, [9.0, float(law(c, 2.0, 300.0, 0.2))])
+        lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        lines.append({"step": 5, "perf/flops": float(c)})
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = build_report(tmp_path, plots=False, options=ReportOptions(scale=("model.d_model",)))
+    (fit,) = report.science.scaling.fits
+    assert all(math.isnan(e) for e in fit.errors)  # 3 parameters through 3 points: no residual to estimate from
+    assert "3 points for 3 parameters, an exact fit without standard errors" in (tmp_path / "report.md").read_text()

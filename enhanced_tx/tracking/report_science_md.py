@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from .report_options import ReportOptions
-from .report_scaling import PREDICT_AT, ScalingResult, crossing
+from .report_scaling import MIN_POINTS, PREDICT_AT, ScalingResult, crossing
 from .report_science import Science
 from .report_stats import CONFIDENCE, ArmStats, Comparison
 from .report_table import short_value
@@ -90,6 +90,13 @@ def _scaling_lines(scaling: ScalingResult, options: ReportOptions) -> list[str]:
         cells = [_value_se(fit.e, e), _value_se(fit.a, a, "{:.3g}"), _value_se(fit.alpha, alpha)]
         lines.append(_cells([f"`{fit.arm}`", str(len(fit.compute)), *cells, *predictions]))
     lines += ["", f"C_max = {scaling.largest_compute:.3g} FLOPs, the largest job of the sweep."]
+    # as many points as parameters: the curve passes through them, so curve_fit cannot estimate errors
+    exact = [f"`{f.arm}`" for f in scaling.fits if len(set(f.compute)) <= MIN_POINTS]
+    if exact:
+        lines.append(
+            f"- {', '.join(exact)}: {MIN_POINTS} points for 3 parameters, an exact fit without standard errors; "
+            "add a size or budget for them"
+        )
     lines.append("Predictions beyond C_max are extrapolations of the fitted law, not measurements.")
     low, high = min(min(f.compute) for f in scaling.fits), PREDICT_AT[-1] * scaling.largest_compute
     for i, first in enumerate(scaling.fits):
