@@ -34,11 +34,11 @@ def test_scaling_tiny_sweeps_widths_below_tiny_and_names_the_scale_key():
     cfg, params = preset("scaling_tiny")
     tiny = OmegaConf.load(f"{CONF_DIR}/model/tiny.yaml").d_model
     widths = [int(v) for v in params["model.d_model"]]
-    assert len(widths) >= 3 and max(widths) < tiny
+    assert len(widths) >= 4 and max(widths) < tiny  # 4+ points: the 3-parameter fit has standard errors
     assert all(w % cfg.model.n_heads == 0 for w in widths)
     assert list(cfg.report.scale) == ["model.d_model"]
-    # about 1.2M tokens in all: minutes at the README's idle tiny throughput, far under 30 on a busy CPU
-    assert len(widths) * len(params["feedforward"]) * cfg.trainer.budget.tokens <= 2e6
+    # 2.4M tokens in all ran in minutes on the 2 shared cores (README); the issue allows 30
+    assert len(widths) * len(params["feedforward"]) * cfg.trainer.budget.tokens <= 2.5e6
 
 
 def test_the_report_reads_the_block_and_the_command_line_wins(tmp_path):
