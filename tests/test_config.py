@@ -28,7 +28,7 @@ def test_group_folders_hold_exactly_the_documented_options():
     assert _options("norm") == sorted(NORMS)
     assert _options("positional") == sorted(POSITIONAL)
     assert _options("attention") == sorted(ATTENTION)
-    assert _options("precision") == ["bf16", "fp16", "fp32"]
+    assert _options("precision") == ["auto", "bf16", "fp16", "fp32"]
 
 
 @pytest.mark.parametrize("group", ["norm", "positional", "feedforward", "attention"])

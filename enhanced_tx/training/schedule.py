@@ -34,7 +34,7 @@ class Constant(Schedule):
 class WarmupCosine(Schedule):
     """Cosine decay from the base rate to `min_lr_ratio` x base after the warmup."""
 
-    def __init__(self, warmup: float = 0.05, min_lr_ratio: float = 0.1) -> None:
+    def __init__(self, warmup: float = 0.2, min_lr_ratio: float = 0.1) -> None:
         super().__init__(warmup)
         self.min_lr_ratio = min_lr_ratio
 

@@ -61,7 +61,7 @@ class Trainer:
         eval_batches: int = 20,
         log_every: int = 10,
         gradient_checkpointing: bool = False,
-        length_bucketing: bool = True,
+        length_bucketing: bool = False,
         bucket_pool_batches: int = 50,
         compile: bool = False,
         compile_pad_to: int | str | None = "auto",
