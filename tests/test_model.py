@@ -156,13 +156,14 @@ def test_cached_decoding_matches_full_forward(positional, attention, variant):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5)
 
 
-def test_cache_reorder_selects_rows():
-    model = make_model()
+@pytest.mark.parametrize("max_len", [8, 512])  # a whole-buffer gather, and a copy of the filled prefix only
+def test_cache_reorder_selects_rows(max_len):
+    model = make_model(max_seq_len=512)
     src = torch.randint(1, 97, (3, 5))
     tgt = torch.randint(1, 97, (3, 4))
     with torch.no_grad():
         full = model(src, tgt)
-        cache = model.init_cache(model.encode(src), None, max_len=8)
+        cache = model.init_cache(model.encode(src), None, max_len=max_len)
         model.decode_step(tgt[:, :2], cache)
         cache.reorder(torch.tensor([2, 0]))
         logits, _ = model.decode_step(tgt[[2, 0], 2:], cache)
