@@ -626,6 +626,31 @@ def test_sampler_bucketing_reduces_padding() -> None:
     assert maxima != sorted(maxima)
 
 
+def two_part_padding(batches: list[list[int]], parts: np.ndarray) -> float:
+    real = sum(int(parts[b].sum()) for b in batches)
+    return 1 - real / sum(len(b) * int(parts[b].max(0).sum()) for b in batches)
+
+
+def test_two_part_bucketing_pads_less_than_sorting_by_the_total_or_the_longer_part() -> None:
+    # Translation-like pairs: the target is the source length give or take a quarter.
+    rng = np.random.default_rng(0)
+    src = np.clip(np.rint(np.exp(rng.normal(np.log(14), 0.75, 5000))), 3, 120).astype(np.int64)
+    tgt = np.clip(np.rint(src * np.exp(rng.normal(0, 0.25, 5000))), 3, 120).astype(np.int64)
+    parts = np.stack([src, tgt], 1)
+    batches = list(EpochBatchSampler(parts, batch_size=32, seed=0, bucket_size_multiplier=200))  # one pool
+    assert sorted(flat(batches)) == list(range(5000))
+    order = rng.permutation(5000)
+
+    def sorted_by(key: np.ndarray) -> list[np.ndarray]:
+        pool = order[np.argsort(key[order], kind="stable")]
+        return [pool[i : i + 32] for i in range(0, len(pool), 32)]
+
+    total = parts.sum(1)
+    padding = two_part_padding(batches, parts)
+    assert padding < 0.5 * two_part_padding(sorted_by(total), parts)
+    assert padding < 0.9 * two_part_padding(sorted_by(parts.max(1) * 1000 + total), parts)
+
+
 def test_sampler_max_tokens() -> None:
     sampler = EpochBatchSampler(LENGTHS, batch_size=64, seed=0, max_tokens=1000)
     batches = list(sampler)

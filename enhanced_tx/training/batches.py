@@ -43,7 +43,7 @@ def epoch_sampler(
     max_tokens: int | None = None,
     rank: int = 0,
     world_size: int = 1,
-    bucket_pool: int = 50,
+    bucket_pool: int = 200,
 ) -> EpochBatchSampler:
     """This rank's batches of one epoch (length-bucketed when the dataset knows its lengths)."""
     lengths = getattr(dataset, "lengths", None) if bucketing else None
@@ -90,7 +90,7 @@ class MapStyleBatches:
         max_tokens: int | None = None,
         rank: int = 0,
         world_size: int = 1,
-        bucket_pool: int = 50,
+        bucket_pool: int = 200,
     ) -> None:
         self.dataset, self.collator, self.device = dataset, collator, device
         self.bucket_pool = bucket_pool  # batches per length-sorted pool (see EpochBatchSampler)

@@ -62,7 +62,7 @@ class Trainer:
         log_every: int = 10,
         gradient_checkpointing: bool = False,
         length_bucketing: bool = False,
-        bucket_pool_batches: int = 50,
+        bucket_pool_batches: int = 200,
         compile: bool = False,
         compile_pad_to: int | str | None = "auto",
         compile_backend: str = "inductor",
