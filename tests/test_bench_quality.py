@@ -38,6 +38,14 @@ def test_our_run_uses_the_defaults_plus_only_the_task_settings_and_the_ablation(
     assert "trainer.budget.minutes=1.500000" in timed and "trainer.max_steps=500" not in timed
 
 
+def test_our_scores_come_from_the_test_pairs_bart_is_scored_on():
+    from enhanced_tx.bench.quality_ours import eval_command
+
+    subset = "/runs/test.jsonl"  # the first --test-pairs of the split, as BART translates them
+    assert f"data.path={subset}" in eval_command(DATA, "/runs/x", QualitySpec(), "bf16", subset)
+    assert f"data.path={DATA.test}" in eval_command(DATA, "/runs/x", QualitySpec(), "bf16")
+
+
 def test_our_curve_pairs_each_validation_with_the_training_time_of_its_step(tmp_path):
     from enhanced_tx.bench.quality_ours import read_curve
 

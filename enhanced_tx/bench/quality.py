@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     # BART's tokenizer: the one run_train.py builds for ours (the same BPE on the same training text)
     tokenizer = None if args.skip_bart else BPETokenizer().build(pairs.tokenizer_corpus())
     out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    test_file = out / "test.jsonl"  # the pairs both contenders are scored on (the first --test-pairs)
+    test_file.write_text("".join(json.dumps({"source": s, "target": t}, ensure_ascii=False) + "\n" for s, t in test))
     outcomes: list[Outcome] = []
 
     def bart(steps: int, seconds: float | None, precision: str, mode: str) -> Outcome:
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     def ours(steps: int, seconds: float | None, precision: str, mode: str, overrides: list[str]) -> Outcome:
         name = re.sub(r"[^A-Za-z0-9_.+-]+", "_", "-".join(["ours", mode, precision, *overrides]))  # Hydra-safe
         run_dir = out / name
-        curve, scores = run_ours(data, run_dir, spec, steps, seconds, precision, overrides, args.threads)
+        curve, scores = run_ours(data, run_dir, spec, steps, seconds, precision, overrides, args.threads, test_file)
         log(
             f"{curve.name} ({mode}, {precision}): {[(p.step, round(p.val_loss, 3)) for p in curve.points]}, "
             f"chrF {scores['chrf']:.1f}"

@@ -55,13 +55,16 @@ def train_command(
     ]
 
 
-def eval_command(data: CatalogPairs, run_dir: Path, spec: QualitySpec, precision: str) -> list[str]:
+def eval_command(
+    data: CatalogPairs, run_dir: Path, spec: QualitySpec, precision: str, test: Path | None = None
+) -> list[str]:
+    """run_eval.py over `test` (the pairs BART is scored on), by default the whole test split."""
     return [
         sys.executable,
         str(ROOT / "run_eval.py"),
         f"run={run_dir}",
         "data=pairs",
-        f"data.path={data.test}",
+        f"data.path={test or data.test}",
         "checkpoint=last",
         f"precision={precision}",
         f"batch_size={spec.batch_size}",
@@ -104,15 +107,16 @@ def run_ours(
     precision: str,
     overrides: Sequence[str] = (),
     threads: int = 1,
+    test: Path | None = None,
 ) -> tuple[Curve, dict]:
-    """Train and score one run; returns its curve and run_eval's scores."""
+    """Train and score one run (on `test`, default the whole test split); returns its curve and run_eval's scores."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "disabled"}
     log = run_dir.parent / f"{run_dir.name}.log"  # not with_suffix: names of overrides hold dots
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         for command in (
             train_command(data, run_dir, spec, steps, seconds, precision, overrides),
-            eval_command(data, run_dir, spec, precision),
+            eval_command(data, run_dir, spec, precision, test),
         ):
             done = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
             if done.returncode:
