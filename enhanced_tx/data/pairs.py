@@ -13,6 +13,7 @@ from transformers import PreTrainedTokenizerFast
 from enhanced_tx.data.encoding import encode_texts, token_dtype
 from enhanced_tx.data.errors import DataError
 from enhanced_tx.data.pairs_format import Pair, read_pairs
+from enhanced_tx.data.source_markers import check_source_markers, mark_source, marker_count
 
 
 class PairsDataset(Dataset):
@@ -60,7 +61,8 @@ def _ragged(rows: Sequence[Sequence[int]], dtype: np.dtype) -> tuple[np.ndarray,
 
 
 class PairsData:
-    """JSONL (configurable field names) or TSV pairs; the target ends with EOS, the source has none.
+    """JSONL (configurable field names) or TSV pairs; the target ends with EOS, the source carries
+    `source_markers` (none, eos, or bos_eos: `enhanced_tx.data.source_markers`).
 
     Validation: `val_path`, or else a `val_fraction` of the pairs held out at random (by `seed`; files
     are often sorted, so a tail would not be representative).
@@ -81,13 +83,15 @@ class PairsData:
         skip_bad_lines: bool = False,
         seed: int = 0,
         max_tokens_per_batch: int | None = None,
+        source_markers: str = "none",
     ) -> None:
+        self.source_markers = check_source_markers(source_markers)
         if max_tokens_per_batch is not None and max_tokens_per_batch < 1:
             raise DataError(f"data.max_tokens_per_batch={max_tokens_per_batch} must be >= 1 (or null: off)")
-        if max_src_len < 1 or max_tgt_len < 2:
+        if max_src_len < 1 + marker_count(source_markers) or max_tgt_len < 2:
             raise DataError(
-                f"data.max_src_len={max_src_len} must be >= 1 and data.max_tgt_len={max_tgt_len} >= 2 "
-                "(the target keeps room for EOS)"
+                f"data.max_src_len={max_src_len} must be >= 1 + its {marker_count(source_markers)} "
+                f"data.source_markers and data.max_tgt_len={max_tgt_len} >= 2 (the target keeps room for EOS)"
             )
         if val_path is None and not 0.0 < val_fraction < 1.0:
             raise DataError(f"data.val_fraction={val_fraction} must be in (0, 1) when data.val_path is not set")
@@ -139,8 +143,11 @@ class PairsData:
         return self._dataset(train, tokenizer), self._dataset(val, tokenizer)
 
     def _dataset(self, pairs: list[Pair], tokenizer: PreTrainedTokenizerFast) -> PairsDataset:
-        eos = tokenizer.eos_token_id
-        src = [ids[: self.max_src_len] for ids in encode_texts(tokenizer, [s for s, _ in pairs])]
+        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+        src = [
+            mark_source(ids, self.source_markers, bos, eos, self.max_src_len)
+            for ids in encode_texts(tokenizer, [s for s, _ in pairs])
+        ]
         # Truncate before appending EOS, so long targets still end with it.
         tgt = [ids[: self.max_tgt_len - 1] + [eos] for ids in encode_texts(tokenizer, [t for _, t in pairs])]
         return PairsDataset(src, tgt, len(tokenizer))

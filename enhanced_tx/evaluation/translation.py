@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.encoding import encode_texts
 from enhanced_tx.data.pairs_format import Pair
+from enhanced_tx.data.source_markers import mark_source, marker_count
 from enhanced_tx.evaluation.decoding import Decoded, decode_sources
 from enhanced_tx.evaluation.metrics import CorpusScores, MetricSettings, corpus_scores
 from enhanced_tx.generation.samplers import Sampler
@@ -52,12 +53,14 @@ def evaluate_translation(
     settings: MetricSettings | None = None,
     seed: int | None = 0,
     progress: bool = False,
+    source_markers: str = "none",
 ) -> TranslationResult:
-    """Translate every source (encoded as in training: no special tokens, cut to `max_src_len`) and score
-    the outputs against the untokenized references."""
+    """Translate every source (encoded as in training: the run's `source_markers`, cut to `max_src_len`) and
+    score the outputs against the untokenized references."""
     limit = min(max_src_len, model.max_seq_len)
     encoded = encode_texts(tokenizer, [source for source, _ in pairs])
-    sources = [torch.tensor(ids[:limit], dtype=torch.long) for ids in encoded]
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    sources = [torch.tensor(mark_source(ids, source_markers, bos, eos, limit), dtype=torch.long) for ids in encoded]
     decoded = decode_sources(
         model,
         sources,
@@ -82,6 +85,6 @@ def evaluate_translation(
         rows=rows,
         scores=corpus_scores(hypotheses, references, settings),
         decoded=decoded,
-        truncated_sources=sum(len(ids) > limit for ids in encoded),
+        truncated_sources=sum(len(ids) > limit - marker_count(source_markers) for ids in encoded),
         max_new_tokens=max_new_tokens,
     )

@@ -17,14 +17,22 @@ from enhanced_tx.training.callbacks import Callback, LoopContext
 class SampleContinuations(Callback):
     name = "samples"
 
-    def __init__(self, prompts: Sequence[str], tokenizer: PreTrainedTokenizerFast, *, max_new_tokens: int) -> None:
+    def __init__(
+        self,
+        prompts: Sequence[str],
+        tokenizer: PreTrainedTokenizerFast,
+        *,
+        max_new_tokens: int,
+        source_markers: str = "none",
+    ) -> None:
         self.prompts, self.tokenizer, self.max_new_tokens = list(prompts), tokenizer, max_new_tokens
+        self.source_markers = source_markers  # the run's data.source_markers: prompts encoded as its sources
 
     def on_evaluate(self, ctx: LoopContext, metrics: dict[str, float]) -> None:
         if not ctx.is_main or not self.prompts:
             return
         model = ctx.model.eval()
-        src, src_mask = encode_prompts(self.tokenizer, self.prompts, model.max_seq_len)
+        src, src_mask = encode_prompts(self.tokenizer, self.prompts, model.max_seq_len, self.source_markers)
         with ctx.precision.autocast(ctx.device):
             tokens = generate(model, src.to(ctx.device), src_mask.to(ctx.device), max_new_tokens=self.max_new_tokens,
                               sampler=GreedySampler(), bos_id=self.tokenizer.bos_token_id,

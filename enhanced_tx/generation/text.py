@@ -12,6 +12,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.objectives import decode_keeping_objective_tokens, encode_prompt_texts
+from enhanced_tx.data.source_markers import mark_source
 from enhanced_tx.errors import ConfigError
 
 
@@ -27,10 +28,10 @@ def pad_sources(sources: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Ten
 
 
 def encode_prompts(
-    tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], max_len: int
+    tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], max_len: int, source_markers: str = "none"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts -> right-padded src [B, S] and src_mask [B, S], encoded as the training sources are (no
-    special tokens); a prompt longer than `max_len` tokens keeps its last `max_len`."""
+    """Prompts -> right-padded src [B, S] and src_mask [B, S], encoded as the training sources are (with the
+    run's `data.source_markers`); a prompt longer than `max_len` tokens keeps its last tokens."""
     ids = encode_prompt_texts(tokenizer, list(prompts))  # a span-corruption run's <extra_id_N> are its sentinels
     if any(not row for row in ids):
         raise ConfigError('prompt is empty; pass prompt="some text"')
@@ -41,7 +42,9 @@ def encode_prompts(
                 f"(model.max_seq_len): keeping its last {max_len}",
                 stacklevel=2,
             )
-    return pad_sources([torch.tensor(row[-max_len:], dtype=torch.long) for row in ids], tokenizer.pad_token_id)
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    rows = [mark_source(row, source_markers, bos, eos, max_len, keep_end=True) for row in ids]
+    return pad_sources([torch.tensor(row, dtype=torch.long) for row in rows], tokenizer.pad_token_id)
 
 
 def cut_at_eos(row: list[int], eos_id: int) -> tuple[list[int], int]:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from enhanced_tx.data import PairsData, SampleData
 from enhanced_tx.data.collate import Collator
 from enhanced_tx.data.pairs_format import read_pairs
+from enhanced_tx.data.source_markers import run_source_markers
 from enhanced_tx.evaluation.during_training import default_max_new_tokens
 from enhanced_tx.evaluation.language_model import evaluate_loss
 from enhanced_tx.evaluation.metrics import MetricSettings
@@ -111,6 +112,7 @@ def _translation(cfg: DictConfig, run: LoadedRun, data: PairsData, device) -> tu
         settings=MetricSettings(**cfg.metrics),
         seed=cfg.seed,
         progress=cfg.progress_bar,
+        source_markers=run_source_markers(run.config),  # as the run was trained, not as data= says
     )
     return result.rows, result.summary()
 

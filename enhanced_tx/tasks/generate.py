@@ -11,6 +11,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from enhanced_tx.data.source_markers import run_source_markers
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.generation.decode import generate
 from enhanced_tx.generation.loading import load_run, resolve_run_dir
@@ -74,7 +75,7 @@ def generate_text(cfg: DictConfig) -> list[str]:
         results.open()
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        src, src_mask = encode_prompts(tokenizer, chunk, run.model.max_seq_len)
+        src, src_mask = encode_prompts(tokenizer, chunk, run.model.max_seq_len, run_source_markers(run.config))
         src, src_mask = src.repeat_interleave(copies, dim=0), src_mask.repeat_interleave(copies, dim=0)
         stream = TextStream(tokenizer, eos_id) if stream_one else None
         if stream is not None and continues:

@@ -12,6 +12,7 @@ from transformers import PreTrainedTokenizerFast
 from enhanced_tx.checkpoint.atomic import clean_stale_temporaries
 from enhanced_tx.data.hf_stream import StreamItems
 from enhanced_tx.data.objectives import add_objective_tokens
+from enhanced_tx.data.source_markers import run_source_markers
 from enhanced_tx.data.tokenizers import load_saved_tokenizer
 from enhanced_tx.errors import EnhancedTxError
 from enhanced_tx.evaluation.during_training import validation_references
@@ -218,7 +219,8 @@ def training_callbacks(
     callbacks += [DataSizeWarning(*_train_size(train_set)), OverfittingWarning()]
     prompts = sample_prompts(cfg, val_set, tokenizer)
     if prompts:
-        callbacks.append(SampleContinuations(prompts, tokenizer, max_new_tokens=trainer.sample_max_new_tokens))
+        callbacks.append(SampleContinuations(prompts, tokenizer, max_new_tokens=trainer.sample_max_new_tokens,
+                                             source_markers=run_source_markers(cfg)))  # fmt: skip
     if trainer.eval_generate:
         references = validation_references(data)
         if not references:
