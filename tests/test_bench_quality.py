@@ -93,3 +93,17 @@ def test_point_at_second_takes_the_last_point_measured_by_then():
     curve = Curve("c", [first, second])
     assert point_at_second(curve, 5.0) is None
     assert point_at_second(curve, 19.0) is first and point_at_second(curve, 20.0) is second
+
+
+def test_outcomes_written_by_one_process_merge_into_another_report(tmp_path):
+    from enhanced_tx.bench.quality_result import outcome_from_dict
+
+    outcomes = [
+        _outcome("ours", "steps", [(500, 3.0), (1000, 2.0)], 56.0),
+        _outcome("bart", "seconds", [(300, 4.0)], 20.0),
+    ]
+    path = tmp_path / "ours.json"
+    path.write_text(json.dumps([o.as_dict() for o in outcomes]))
+    back = [outcome_from_dict(r) for r in json.loads(path.read_text())]
+    assert back == outcomes
+    assert text(back, QualitySpec(), INFO) == text(outcomes, QualitySpec(), INFO)

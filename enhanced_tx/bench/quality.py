@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from enhanced_tx.bench.quality_report import markdown, text
-from enhanced_tx.bench.quality_result import Outcome, QualitySpec
+from enhanced_tx.bench.quality_result import Outcome, QualitySpec, outcome_from_dict
 from enhanced_tx.data.catalog_pairs import build_catalog_pairs
 from enhanced_tx.data.pairs_format import read_pairs
 
@@ -47,6 +47,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bart", action="store_true", help="only our runs (for ablations)")
     p.add_argument("--skip-defaults", action="store_true", help="no run of our defaults (only --ablate runs)")
     p.add_argument(
+        "--only", choices=["ours", "bart"], default=None, help="one contender (steps and seconds): run each in its own"
+        " process at once, then --merge their --json files"
+    )
+    p.add_argument("--merge", nargs="+", default=None, help="print one report from these --json files; trains nothing")
+    p.add_argument(
         "--ablate", nargs="*", default=[], help='override sets for extra runs of ours, e.g. "norm=layernorm"'
     )
     p.add_argument("--out", default="outputs/bench-quality", help="folder of our run folders and logs")
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in QUICK.items():
             setattr(args, key, value)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.merge:
+        return merge(args)
     from enhanced_tx.bench.quality_bart import train_bart, translate
     from enhanced_tx.bench.quality_ours import run_ours
     from enhanced_tx.data import BPETokenizer, PairsData
@@ -98,23 +105,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         return Outcome(curve.name, mode, precision, curve, scores["chrf"], scores["bleu"])
 
+    run_ours_too, run_bart = args.only != "bart", args.only != "ours" and not args.skip_bart
     for precision in args.precision:
-        if not args.skip_defaults:
+        if run_ours_too and not args.skip_defaults:
             outcomes.append(ours(args.steps, None, precision, "steps", []))
-        for overrides in args.ablate:
+        for overrides in args.ablate if run_ours_too else []:
             outcomes.append(ours(args.steps, None, precision, "steps", overrides.split()))
-        if args.skip_bart:
-            continue
-        bart_eq = bart(args.steps, None, precision, "steps")
-        outcomes.append(bart_eq)
-        if not args.skip_seconds:
-            per_step = bart_eq.curve.train_seconds / max(bart_eq.curve.steps, 1)
-            bart_steps = max(math.ceil(args.seconds / per_step), 1)  # the schedule an HF user sizes for the budget
-            outcomes.append(bart(bart_steps, args.seconds, precision, "seconds"))
+        if run_bart:
+            bart_eq = bart(args.steps, None, precision, "steps")
+            outcomes.append(bart_eq)
+            if not args.skip_seconds:
+                per_step = bart_eq.curve.train_seconds / max(bart_eq.curve.steps, 1)
+                bart_steps = max(math.ceil(args.seconds / per_step), 1)  # the schedule an HF user sizes for the budget
+                outcomes.append(bart(bart_steps, args.seconds, precision, "seconds"))
+        if run_ours_too and (run_bart or args.only == "ours") and not args.skip_seconds:
             outcomes.append(ours(args.steps, args.seconds, precision, "seconds", []))
     print(text(outcomes, spec, info))
     if args.json:
         Path(args.json).write_text(json.dumps([o.as_dict() for o in outcomes], indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(outcomes, spec, info))
+    return 0
+
+
+def merge(args: argparse.Namespace) -> int:
+    """One report from the --json files of separate runs (e.g. `--only ours` and `--only bart` at once)."""
+    outcomes = [outcome_from_dict(r) for path in args.merge for r in json.loads(Path(path).read_text())]
+    spec = replace(QualitySpec(), eval_every=args.eval_every)
+    info = build_catalog_pairs(args.cache_dir).info()
+    print(text(outcomes, spec, info))
     if args.markdown:
         Path(args.markdown).write_text(markdown(outcomes, spec, info))
     return 0

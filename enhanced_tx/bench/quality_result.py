@@ -62,3 +62,10 @@ class Outcome:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def outcome_from_dict(record: dict) -> Outcome:
+    """An Outcome back from `as_dict()` (the bench's --json), for --merge."""
+    curve = dict(record["curve"])
+    curve["points"] = [Point(**p) for p in curve["points"]]
+    return Outcome(**{**record, "curve": Curve(**curve)})
