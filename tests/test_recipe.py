@@ -8,6 +8,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from enhanced_tx.errors import ConfigError
 from enhanced_tx.model import LayerNorm, RMSNorm
 from enhanced_tx.model.architecture import architecture_mismatch, architecture_of
 from enhanced_tx.model.blocks import EncoderBlock, PostNorm, PreNorm
@@ -71,14 +72,20 @@ def test_cached_decoding_matches_full_forward_for_every_recipe_option(residual, 
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5)
 
 
-def test_post_norm_has_no_final_norms_and_pre_norm_keeps_its_parameter_names():
-    pre, post = make_model(), make_model(residual=PostNorm())
+def test_post_norm_has_no_final_norms_and_normalises_its_embeddings_unless_told_not_to():
+    pre, post = make_model(), make_model(residual=PostNorm())  # model.embed_norm=auto
     pre_names = {n for n, _ in pre.named_parameters()}
-    assert {"encoder_norm.weight", "decoder_norm.weight"} <= pre_names
+    final = {"encoder_norm.weight", "decoder_norm.weight"}
+    embed_norms = {"encoder_embed_norm.weight", "decoder_embed_norm.weight"}
+    assert final <= pre_names
     assert not any("embed_norm" in n for n in pre_names)  # weights files of earlier runs still load
-    assert {n for n, _ in post.named_parameters()} == pre_names - {"encoder_norm.weight", "decoder_norm.weight"}
+    assert {n for n, _ in post.named_parameters()} == (pre_names - final) | embed_norms
+    bare = make_model(residual=PostNorm(), embed_norm=False)
+    assert {n for n, _ in bare.named_parameters()} == pre_names - final
     with_norm = {n for n, _ in make_model(embed_norm=True).named_parameters()}
-    assert with_norm - pre_names == {"encoder_embed_norm.weight", "decoder_embed_norm.weight"}
+    assert with_norm - pre_names == embed_norms
+    with pytest.raises(ConfigError, match="model.embed_norm='yes' must be true, false or auto"):
+        make_model(embed_norm="yes")
 
 
 def test_weights_files_record_the_norm_placement_and_refuse_the_other():

@@ -21,6 +21,7 @@ class Residual:
     the blocks' own modules, so the choice changes no parameter name."""
 
     final_norm: bool  # whether each stack ends with a norm (pre-norm streams are never normalised otherwise)
+    embed_norm: bool  # what model.embed_norm=auto means: a norm on the embeddings entering each stack
 
     def __call__(self, x: torch.Tensor, norm: nn.Module, branch: Branch) -> torch.Tensor:
         raise NotImplementedError
@@ -33,6 +34,7 @@ class PreNorm(Residual):
     """`x + f(norm(x))`: an identity path from input to output; stable at any depth; needs a final norm."""
 
     final_norm = True
+    embed_norm = False  # the first block normalises its input itself
 
     def __call__(self, x: torch.Tensor, norm: nn.Module, branch: Branch) -> torch.Tensor:
         return x + branch(norm(x))
@@ -43,6 +45,7 @@ class PostNorm(Residual):
     norm. Learns faster per step in shallow stacks; deep ones need warmup to train at all (Xiong et al., 2020)."""
 
     final_norm = False
+    embed_norm = True  # BART's layernorm_embedding: else the first residual stream is the raw embedding
 
     def __call__(self, x: torch.Tensor, norm: nn.Module, branch: Branch) -> torch.Tensor:
         return norm(x + branch(x))

@@ -18,7 +18,8 @@ from enhanced_tx.errors import ConfigError
 from enhanced_tx.model.attention import AttentionSpec
 from enhanced_tx.model.blocks import DecoderBlock, EncoderBlock, FeedForwardFactory, NormFactory, PreNorm, Residual
 from enhanced_tx.model.cache import DecoderCache
-from enhanced_tx.model.linear import LINEAR_BACKENDS, Linear, linear
+from enhanced_tx.model.config_checks import check_config, check_flag, check_linear_backend
+from enhanced_tx.model.linear import Linear, linear
 from enhanced_tx.model.positional import PositionalScheme
 
 VOCAB_MULTIPLE = 64  # embedding/head rows padded to a multiple of 64: faster GEMMs, tensor-core friendly
@@ -43,15 +44,15 @@ class EncoderDecoder(nn.Module):
         linear_backend: str = "auto",
         attention: AttentionSpec | None = None,
         residual: Residual | None = None,
-        embed_norm: bool = False,
+        embed_norm: bool | str = "auto",
         embed_scale: float = 1.0,
         init_std: float = 0.02,
         scale_residual_init: bool = True,
         memory_sink: bool = False,
     ) -> None:
         super().__init__()
-        _check_config(vocab_size, d_model, n_heads, n_encoder_layers, n_decoder_layers, max_seq_len, dropout)
-        _check_linear_backend(linear_backend)
+        check_config(vocab_size, d_model, n_heads, n_encoder_layers, n_decoder_layers, max_seq_len, dropout)
+        check_linear_backend(linear_backend)
         self.vocab_size = vocab_size
         self.padded_vocab_size = VOCAB_MULTIPLE * math.ceil(vocab_size / VOCAB_MULTIPLE)
         self.d_model, self.n_heads, self.max_seq_len = d_model, n_heads, max_seq_len
@@ -65,6 +66,7 @@ class EncoderDecoder(nn.Module):
         self.residual = residual or PreNorm()
         self.embed_scale = embed_scale  # token embeddings x this before positions (Vaswani et al.: sqrt(d_model))
         # A norm after the embeddings (BART's layernorm_embedding), one per stack; off: identities, no weights.
+        embed_norm = self.residual.embed_norm if embed_norm == "auto" else check_flag("model.embed_norm", embed_norm)
         self.encoder_embed_norm = norm(d_model) if embed_norm else nn.Identity()
         self.decoder_embed_norm = norm(d_model) if embed_norm else nn.Identity()
         # A learned memory slot before every source (zero at init: a key scoring 0 with a value adding nothing),
@@ -105,7 +107,7 @@ class EncoderDecoder(nn.Module):
         """Matmul backend of every bias-free linear and the output head: "auto" (oneDNN on CPUs, PyTorch's
         dispatch elsewhere), "default" (PyTorch's dispatch) or "onednn" (CPU matmuls through oneDNN: fp32
         training, fp32/bf16 inference). See `enhanced_tx.model.linear`."""
-        _check_linear_backend(backend)
+        check_linear_backend(backend)
         self.linear_backend = backend
         for module in self.modules():
             if isinstance(module, Linear):
@@ -263,34 +265,3 @@ class EncoderDecoder(nn.Module):
 def _key_mask(src_mask: torch.Tensor | None) -> torch.Tensor | None:
     """(B, S) bool -> (B, 1, 1, S), broadcast over heads and queries by SDPA."""
     return None if src_mask is None else src_mask[:, None, None, :].bool()
-
-
-def _check_linear_backend(backend: str) -> None:
-    if backend not in LINEAR_BACKENDS:
-        raise ConfigError(f"model.linear_backend={backend!r} must be one of {', '.join(LINEAR_BACKENDS)}")
-
-
-def _check_config(
-    vocab_size: int,
-    d_model: int,
-    n_heads: int,
-    n_encoder_layers: int,
-    n_decoder_layers: int,
-    max_seq_len: int,
-    dropout: float,
-) -> None:
-    problems = []
-    if vocab_size <= 0:
-        problems.append(f"vocab_size={vocab_size} must be positive (it comes from the tokenizer)")
-    if n_heads <= 0 or d_model <= 0 or d_model % n_heads:
-        problems.append(f"model.d_model={d_model} must be a positive multiple of model.n_heads={n_heads}")
-    if n_encoder_layers < 1 or n_decoder_layers < 1:
-        problems.append(
-            f"model.n_encoder_layers={n_encoder_layers} and model.n_decoder_layers={n_decoder_layers} must be >= 1"
-        )
-    if max_seq_len < 1:
-        problems.append(f"model.max_seq_len={max_seq_len} must be >= 1")
-    if not 0.0 <= dropout < 1.0:
-        problems.append(f"model.dropout={dropout} must be in [0, 1)")
-    if problems:
-        raise ConfigError("; ".join(problems))
