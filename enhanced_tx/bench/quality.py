@@ -50,6 +50,10 @@ def parser() -> argparse.ArgumentParser:
         "--only", choices=["ours", "bart"], default=None, help="one contender (steps and seconds): run each in its own"
         " process at once, then --merge their --json files"
     )
+    p.add_argument(
+        "--bart-timing-steps", type=int, default=None, help="skip BART's equal-steps run: size its wall-clock schedule"
+        " from this many timed steps instead (to rerun only the equal-wall-clock comparison)"
+    )
     p.add_argument("--merge", nargs="+", default=None, help="print one report from these --json files; trains nothing")
     p.add_argument(
         "--ablate", nargs="*", default=[], help='override sets for extra runs of ours, e.g. "norm=layernorm"'
@@ -112,10 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         for overrides in args.ablate if run_ours_too else []:
             outcomes.append(ours(args.steps, None, precision, "steps", overrides.split()))
         if run_bart:
-            bart_eq = bart(args.steps, None, precision, "steps")
-            outcomes.append(bart_eq)
-            if not args.skip_seconds:
+            if args.bart_timing_steps:  # a short timing run, as an HF user sizes a schedule for a budget
+                timed = train_bart(tokenizer, train, val, spec, args.bart_timing_steps, None, precision, log)[1]
+                per_step = timed.train_seconds / max(timed.steps, 1)
+            else:
+                bart_eq = bart(args.steps, None, precision, "steps")
+                outcomes.append(bart_eq)
                 per_step = bart_eq.curve.train_seconds / max(bart_eq.curve.steps, 1)
+            if not args.skip_seconds:
                 bart_steps = max(math.ceil(args.seconds / per_step), 1)  # the schedule an HF user sizes for the budget
                 outcomes.append(bart(bart_steps, args.seconds, precision, "seconds"))
         if run_ours_too and (run_bart or args.only == "ours") and not args.skip_seconds:
