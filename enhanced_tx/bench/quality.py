@@ -54,6 +54,10 @@ def parser() -> argparse.ArgumentParser:
         "--bart-timing-steps", type=int, default=None, help="skip BART's equal-steps run: size its wall-clock schedule"
         " from this many timed steps instead (to rerun only the equal-wall-clock comparison)"
     )
+    p.add_argument(
+        "--seconds-only", action="store_true", help="only the equal-wall-clock runs (BART's schedule sized from"
+        " --bart-timing-steps, default 20)"
+    )
     p.add_argument("--merge", nargs="+", default=None, help="print one report from these --json files; trains nothing")
     p.add_argument(
         "--ablate", nargs="*", default=[], help='override sets for extra runs of ours, e.g. "norm=layernorm"'
@@ -111,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 
     run_ours_too, run_bart = args.only != "bart", args.only != "ours" and not args.skip_bart
     for precision in args.precision:
-        if run_ours_too and not args.skip_defaults:
+        if args.seconds_only:
+            args.bart_timing_steps = args.bart_timing_steps or 20
+        if run_ours_too and not args.skip_defaults and not args.seconds_only:
             outcomes.append(ours(args.steps, None, precision, "steps", []))
         for overrides in args.ablate if run_ours_too else []:
             outcomes.append(ours(args.steps, None, precision, "steps", overrides.split()))
