@@ -42,7 +42,6 @@ def _qkv_width(n_heads: int, n_kv_heads: int, head_dim: int) -> int:
 def test_full_product_of_options_builds_with_the_implied_heads_and_parameters(size, monkeypatch):
     monkeypatch.setattr(torch.nn.init, "normal_", lambda tensor, *args, **kwargs: tensor)  # meta: no values
     model_cfg = OmegaConf.load(Path(CONF_DIR) / "model" / f"{size}.yaml")
-    model_cfg.pop("defaults", None)  # tiny's own residual choice: every residual option is built below anyway
     model_cfg.n_encoder_layers = model_cfg.n_decoder_layers = 1
     d, h = model_cfg.d_model, model_cfg.n_heads
     hd, attentions = d // h, 3  # attentions: encoder self, decoder self, decoder cross

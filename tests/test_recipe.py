@@ -146,3 +146,15 @@ def test_memory_sink_is_one_more_attendable_slot_and_nothing_else():
             torch.cat([torch.ones(2, 1, dtype=torch.bool), mask], dim=1),
         )
     torch.testing.assert_close(with_sink, by_hand, rtol=0, atol=1e-6)
+
+
+def test_pairs_data_selects_post_norm_text_keeps_pre_norm_and_the_command_line_wins(tmp_path):
+    def residual(*overrides: str) -> str:
+        return compose_train(tmp_path, *overrides).model.residual._target_.rsplit(".", 1)[-1]
+
+    assert residual() == "PreNorm"  # the built-in corpus (make train)
+    assert residual("data=pairs", "data.path=x.jsonl") == "PostNorm"
+    assert residual("data=pairs", "data.path=x.jsonl", "residual=pre_norm") == "PreNorm"
+    assert residual("data=text", "data.path=x.txt", "residual=post_norm") == "PostNorm"
+    evaluation = compose_train(tmp_path, "run=x", "data.path=x.jsonl", config_name="eval")  # pairs composes in eval
+    assert evaluation.data._target_.endswith("PairsData")
