@@ -181,6 +181,7 @@ def test_a_compiled_run_over_many_lengths_compiles_a_handful_of_graphs(tmp_path)
     assert logged == sorted(logged) and logged[-1] == summary["perf/compilations"]
 
 
+@pytest.mark.slow  # ~10 s / ~5 s of compiling: make test-all
 def test_awkward_shapes_compile_one_graph_per_block_class_and_batch_of_one():
     """Length 1, batch 1, equal lengths, new lengths: each recompiled a whole-model graph (6 graphs for these
     7 batches, measured); bucketed padding and dynamic dims leave the batch of one as the only extra graph."""
@@ -201,6 +202,7 @@ def test_compile_settings_fail_in_one_line_naming_the_key():
     Trainer(compile_backend="nope")  # not compiling: the backend is not used, so not checked
 
 
+@pytest.mark.slow  # ~10 s / ~5 s of compiling: make test-all
 def test_bench_compile_row_times_both_steps_and_reports_a_goal():
     from enhanced_tx.bench.compiled import compiled_table, measure_compiled
     from enhanced_tx.bench.goals import evaluate
