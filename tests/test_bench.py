@@ -15,6 +15,7 @@ from enhanced_tx.bench.__main__ import main
 from enhanced_tx.model.linear import linear, packed_weights
 
 
+@pytest.mark.slow  # ~21 s: the whole --quick bench; its sections have fast tests of their own
 def test_quick_bench_prints_tables_with_ratio_columns(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(["--quick", "--dtypes", "fp32", "--sections", "train,generate,memory", "--json", str(out)])

@@ -79,6 +79,7 @@ def test_rmsnorm_input_gradient_only_and_weight_gradient_only():
     torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # ~15 s; tests/test_allocator.py checks the same promise in the fast suite
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
 def test_malloc_keep_memory_setting_removes_page_faults_and_keeps_the_numbers():
     kept = run_child("tiny", "fp32", steps=3, keep_memory=True)
