@@ -107,3 +107,9 @@ def test_outcomes_written_by_one_process_merge_into_another_report(tmp_path):
     back = [outcome_from_dict(r) for r in json.loads(path.read_text())]
     assert back == outcomes
     assert text(back, QualitySpec(), INFO) == text(outcomes, QualitySpec(), INFO)
+
+
+def test_a_relative_chrf_goal_is_not_met_by_two_zeros():
+    outcomes = [_outcome("ours", "steps", [(1000, 2.0)], 0.0), _outcome("bart", "steps", [(1000, 2.1)], 0.0)]
+    goal_lines = text(outcomes, QualitySpec(), INFO).split("goals (bf16)")[1].strip().splitlines()[1:]
+    assert goal_lines[-1].split()[-1] == "n/a"
