@@ -51,13 +51,10 @@ def parser() -> argparse.ArgumentParser:
         " process at once, then --merge their --json files"
     )
     p.add_argument(
-        "--bart-timing-steps", type=int, default=None, help="skip BART's equal-steps run: size its wall-clock schedule"
-        " from this many timed steps instead (to rerun only the equal-wall-clock comparison)"
-    )
-    p.add_argument(
         "--seconds-only", action="store_true", help="only the equal-wall-clock runs (BART's schedule sized from"
-        " --bart-timing-steps, default 20)"
+        " --bart-timing-steps timed steps instead of its equal-steps run)"
     )
+    p.add_argument("--bart-timing-steps", type=int, default=20, help="with --seconds-only: BART's timed steps")
     p.add_argument("--merge", nargs="+", default=None, help="print one report from these --json files; trains nothing")
     p.add_argument(
         "--ablate", nargs="*", default=[], help='override sets for extra runs of ours, e.g. "norm=layernorm"'
@@ -115,14 +112,12 @@ def main(argv: list[str] | None = None) -> int:
 
     run_ours_too, run_bart = args.only != "bart", args.only != "ours" and not args.skip_bart
     for precision in args.precision:
-        if args.seconds_only:
-            args.bart_timing_steps = args.bart_timing_steps or 20
         if run_ours_too and not args.skip_defaults and not args.seconds_only:
             outcomes.append(ours(args.steps, None, precision, "steps", []))
         for overrides in args.ablate if run_ours_too else []:
             outcomes.append(ours(args.steps, None, precision, "steps", overrides.split()))
         if run_bart:
-            if args.bart_timing_steps:  # a short timing run, as an HF user sizes a schedule for a budget
+            if args.seconds_only:  # a short timing run, as an HF user sizes a schedule for a budget
                 timed = train_bart(tokenizer, train, val, spec, args.bart_timing_steps, None, precision, log)[1]
                 per_step = timed.train_seconds / max(timed.steps, 1)
             else:
@@ -132,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_seconds:
                 bart_steps = max(math.ceil(args.seconds / per_step), 1)  # the schedule an HF user sizes for the budget
                 outcomes.append(bart(bart_steps, args.seconds, precision, "seconds"))
-        if run_ours_too and (run_bart or args.only == "ours") and not args.skip_seconds:
+        if run_ours_too and not args.skip_bart and not args.skip_seconds:  # ablation runs (--skip-bart) skip it
             outcomes.append(ours(args.steps, args.seconds, precision, "seconds", []))
     print(text(outcomes, spec, info))
     if args.json:

@@ -132,9 +132,9 @@ def bucket_sort_key(length_parts: np.ndarray) -> np.ndarray:
     """(N,) keys that order items for bucketing, from [N, 1] lengths or [N, 2] (source, target) lengths.
 
     Each part is padded to its own longest, so two-part items sort by the longer part, then by which part
-    it is, then by the shorter part: a batch then holds items alike in both parts. On the bench's log-normal
-    pairs (docs/benchmarks.md) padding falls from 19% (by total) and 10.3% (longer part, then total) to 9.6%
-    with pools of 50 batches and 6.9% with pools of 200.
+    it is, then by the shorter part: a batch then holds items alike in both parts. With pools of 200 batches the
+    bench's log-normal pairs pad 7% (`make bench`, realdata section; 11% with the longer part then the total,
+    pools of 50: docs/benchmarks.md).
     """
     if length_parts.shape[1] == 1:
         return length_parts[:, 0].astype(np.int64)

@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from enhanced_tx.errors import ConfigError
 
-SOURCE_MARKERS = ("none", "eos", "bos_eos")
+# name -> (BOS before the text, EOS after it): the one table every path reads
+SOURCE_MARKERS = {"none": (False, False), "eos": (False, True), "bos_eos": (True, True)}
 
 
 def check_source_markers(markers: object) -> str:
@@ -25,7 +26,7 @@ def check_source_markers(markers: object) -> str:
 
 
 def marker_count(markers: str) -> int:
-    return {"none": 0, "eos": 1, "bos_eos": 2}[check_source_markers(markers)]
+    return sum(SOURCE_MARKERS[check_source_markers(markers)])
 
 
 def mark_source(
@@ -33,11 +34,10 @@ def mark_source(
 ) -> list[int]:
     """`ids` with the markers added, at most `max_len` tokens in all: the text is cut first (its start, or its
     end with `keep_end`, is kept), so a long source still ends with EOS."""
-    room = max(max_len - marker_count(markers), 0)
+    bos, eos = SOURCE_MARKERS[check_source_markers(markers)]
+    room = max(max_len - bos - eos, 0)
     body = list(ids[-room:] if keep_end and room else ids[:room])
-    if markers == "none":
-        return body
-    return ([bos_id] if markers == "bos_eos" else []) + body + [eos_id]
+    return [bos_id] * bos + body + [eos_id] * eos
 
 
 def run_source_markers(config: DictConfig | None) -> str:
