@@ -9,8 +9,8 @@ from pathlib import Path
 def check_group_options(conf_dir: str | Path, argv: list[str] | None = None) -> None:
     """Exit with a one-line error when `group=option` names an option file that does not exist.
 
-    Sweeps (`a,b`), deletions (`~group`) and additions (`+group=...`) are checked option by option; keys
-    that are not config groups are left to Hydra.
+    Sweeps (`a,b`), lists of options (`callbacks=[ema,early_stopping]`, `[]` for none), deletions (`~group`)
+    and additions (`+group=...`) are checked option by option; keys that are not config groups are left to Hydra.
     """
     conf = Path(conf_dir)
     for arg in sys.argv[1:] if argv is None else argv:
@@ -21,6 +21,6 @@ def check_group_options(conf_dir: str | Path, argv: list[str] | None = None) -> 
         if not group.is_dir() or value.startswith(("choice(", "range(", "interval(", "glob(", "null")):
             continue
         available = sorted(p.stem for p in group.glob("*.yaml"))
-        for option in value.split(","):
-            if option not in available:
+        for option in value.replace("[", ",").replace("]", ",").split(","):
+            if option and option not in available:
                 raise SystemExit(f"error: unknown option {key}={option}; available: {', '.join(available)}")
