@@ -47,12 +47,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bart", action="store_true", help="only our runs (for ablations)")
     p.add_argument("--skip-defaults", action="store_true", help="no run of our defaults (only --ablate runs)")
     p.add_argument(
-        "--only", choices=["ours", "bart"], default=None, help="one contender (steps and seconds): run each in its own"
-        " process at once, then --merge their --json files"
+        "--only",
+        choices=["ours", "bart"],
+        default=None,
+        help="one contender (steps and seconds): run each in its own process at once, then --merge their --json files",
     )
     p.add_argument(
-        "--seconds-only", action="store_true", help="only the equal-wall-clock runs (BART's schedule sized from"
-        " --bart-timing-steps timed steps instead of its equal-steps run)"
+        "--seconds-only",
+        action="store_true",
+        help="only the equal-wall-clock runs (BART's schedule sized from"
+        " --bart-timing-steps timed steps instead of its equal-steps run)",
     )
     p.add_argument("--bart-timing-steps", type=int, default=20, help="with --seconds-only: BART's timed steps")
     p.add_argument("--merge", nargs="+", default=None, help="print one report from these --json files; trains nothing")
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     test = read_pairs(str(data.test), "test", "jsonl", "source", "target", False)[: args.test_pairs]
     # BART's tokenizer: the one run_train.py builds for ours (the same BPE on the same training text)
     tokenizer = None if args.skip_bart else BPETokenizer().build(pairs.tokenizer_corpus())
-    out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out).resolve() / time.strftime("%Y%m%d-%H%M%S")  # absolute: run_train.py runs from the repo root
     out.mkdir(parents=True, exist_ok=True)
     test_file = out / "test.jsonl"  # the pairs both contenders are scored on (the first --test-pairs)
     test_file.write_text("".join(json.dumps({"source": s, "target": t}, ensure_ascii=False) + "\n" for s, t in test))

@@ -129,6 +129,8 @@ class SelfAttention(nn.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = positional.rotate(q, k, offset)
+        if _value_alone(qkv, q, k, cache):
+            v = v.contiguous()
         if cache is not None:
             k_cache, v_cache = cache
             k_cache[:, :, offset : offset + t] = k
@@ -183,6 +185,16 @@ class CrossAttention(nn.Module):
         k, v = memory_kv
         y = attention(q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0)
         return self.out(_merge_heads(y))
+
+
+def _value_alone(qkv: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cache: object) -> bool:
+    """Whether v should be copied out of the fused projection: in training, when q and k are new tensors
+    (rotated, normed), a v viewing qkv would keep all of qkv for the backward. Eager only (the compiler plans
+    what compiled blocks keep)."""
+    if cache is not None or not torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return False
+    base = qkv.untyped_storage().data_ptr()
+    return all(t.untyped_storage().data_ptr() != base for t in (q, k))
 
 
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:

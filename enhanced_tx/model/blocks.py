@@ -10,6 +10,7 @@ from torch import nn
 
 from enhanced_tx.model.attention import AttentionSpec, CrossAttention, SelfAttention
 from enhanced_tx.model.positional import PositionalScheme
+from enhanced_tx.model.recompute import recomputable
 
 NormFactory = Callable[[int], nn.Module]
 FeedForwardFactory = Callable[..., nn.Module]
@@ -37,7 +38,7 @@ class PreNorm(Residual):
     embed_norm = False  # the first block normalises its input itself
 
     def __call__(self, x: torch.Tensor, norm: nn.Module, branch: Branch) -> torch.Tensor:
-        return x + branch(norm(x))
+        return x + branch(normalised(norm, x))
 
 
 class PostNorm(Residual):
@@ -48,7 +49,13 @@ class PostNorm(Residual):
     embed_norm = True  # BART's layernorm_embedding: else the first residual stream is the raw embedding
 
     def __call__(self, x: torch.Tensor, norm: nn.Module, branch: Branch) -> torch.Tensor:
-        return norm(x + branch(x))
+        return normalised(norm, x + branch(x))
+
+
+def normalised(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`norm(x)`, recomputed from `x` (which the norm's backward keeps) where a matmul would store it."""
+    y = norm(x)
+    return y if y is x else recomputable(y, norm, x)
 
 
 class EncoderBlock(nn.Module):

@@ -6,9 +6,10 @@ from enhanced_tx.errors import ConfigError
 from enhanced_tx.model.linear import LINEAR_BACKENDS
 
 
-def check_flag(key: str, value: object) -> bool:
+def check_flag(key: str, value: object, auto: bool = False) -> bool:
+    """`value` as a bool; a one-line ConfigError naming `key` otherwise (`auto`: the key also takes auto)."""
     if not isinstance(value, bool):
-        raise ConfigError(f"{key}={value!r} must be true, false or auto")
+        raise ConfigError(f"{key}={value!r} must be true, false{' or auto' if auto else ''}")
     return value
 
 

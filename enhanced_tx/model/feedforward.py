@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from enhanced_tx.model.linear import Linear
+from enhanced_tx.model.recompute import recomputable
 
 
 class GeluMLP(nn.Module):
@@ -20,7 +21,8 @@ class GeluMLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down(F.gelu(self.up(x))))
+        h = self.up(x)
+        return self.dropout(self.down(recomputable(F.gelu(h), F.gelu, h)))  # the down matmul's input: not kept
 
 
 class SwiGLU(nn.Module):
@@ -41,4 +43,8 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.dropout(self.down(F.silu(gate) * up))
+        return self.dropout(self.down(recomputable(_swiglu(gate, up), _swiglu, gate, up)))
+
+
+def _swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return F.silu(gate) * up

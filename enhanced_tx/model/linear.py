@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from enhanced_tx.model.linear_choice import choose
+from enhanced_tx.model.recompute import low_precision_weight
 
 LINEAR_BACKENDS = ("auto", "default", "onednn")
 _ONEDNN_BACKENDS = ("auto", "onednn")
@@ -167,6 +168,9 @@ class Linear(nn.Linear):
     backend: str = "default"
 
     def forward(self, x: Tensor) -> Tensor:
+        weight = low_precision_weight(self.weight)  # under autocast in training: recast in the backward, not kept
+        if weight is not self.weight:
+            return F.linear(x, weight, self.bias)
         if self.bias is None and self.backend != "default":
             return linear(x, self.weight, self.backend)
         return super().forward(x)

@@ -16,11 +16,20 @@ from torch.utils.checkpoint import checkpoint
 
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.model.attention import AttentionSpec
-from enhanced_tx.model.blocks import DecoderBlock, EncoderBlock, FeedForwardFactory, NormFactory, PreNorm, Residual
+from enhanced_tx.model.blocks import (
+    DecoderBlock,
+    EncoderBlock,
+    FeedForwardFactory,
+    NormFactory,
+    PreNorm,
+    Residual,
+    normalised,
+)
 from enhanced_tx.model.cache import DecoderCache
 from enhanced_tx.model.config_checks import check_config, check_flag, check_linear_backend
 from enhanced_tx.model.linear import Linear, linear
 from enhanced_tx.model.positional import PositionalScheme
+from enhanced_tx.model.recompute import pointwise_recompute
 
 VOCAB_MULTIPLE = 64  # embedding/head rows padded to a multiple of 64: faster GEMMs, tensor-core friendly
 
@@ -49,6 +58,7 @@ class EncoderDecoder(nn.Module):
         init_std: float = 0.02,
         scale_residual_init: bool = True,
         memory_sink: bool = False,
+        recompute_pointwise: bool = True,
     ) -> None:
         super().__init__()
         check_config(vocab_size, d_model, n_heads, n_encoder_layers, n_decoder_layers, max_seq_len, dropout)
@@ -58,6 +68,9 @@ class EncoderDecoder(nn.Module):
         self.d_model, self.n_heads, self.max_seq_len = d_model, n_heads, max_seq_len
         hidden = ffn_mult * d_model
         self.gradient_checkpointing = False
+        # Training keeps the inputs of GELUs, norms and autocast weight copies and recomputes their outputs in
+        # the backward (enhanced_tx.model.recompute): no matmul recomputed, same values, less memory.
+        self.recompute_pointwise = check_flag("model.recompute_pointwise", recompute_pointwise)
 
         self.embed = nn.Embedding(self.padded_vocab_size, d_model)
         self.encoder_positional = positional(d_model=d_model, n_heads=n_heads, max_seq_len=max_seq_len)
@@ -66,7 +79,9 @@ class EncoderDecoder(nn.Module):
         self.residual = residual or PreNorm()
         self.embed_scale = embed_scale  # token embeddings x this before positions (Vaswani et al.: sqrt(d_model))
         # A norm after the embeddings (BART's layernorm_embedding), one per stack; off: identities, no weights.
-        embed_norm = self.residual.embed_norm if embed_norm == "auto" else check_flag("model.embed_norm", embed_norm)
+        if embed_norm == "auto":
+            embed_norm = self.residual.embed_norm
+        embed_norm = check_flag("model.embed_norm", embed_norm, auto=True)
         self.encoder_embed_norm = norm(d_model) if embed_norm else nn.Identity()
         self.decoder_embed_norm = norm(d_model) if embed_norm else nn.Identity()
         # A learned memory slot before every source (zero at init: a key scoring 0 with a value adding nothing),
@@ -140,7 +155,7 @@ class EncoderDecoder(nn.Module):
         x = self.embed(tokens)
         if self.embed_scale != 1.0:
             x = x * self.embed_scale
-        return self.dropout(norm(positional.embed(x, offset)))
+        return self.dropout(normalised(norm, positional.embed(x, offset)))
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Source tokens (B, S) -> memory (B, S, D). `src_mask` is bool (B, S), True for real tokens."""
@@ -148,7 +163,7 @@ class EncoderDecoder(nn.Module):
         x = self._embed(src, self.encoder_positional, self.encoder_embed_norm, 0)
         for block in self.encoder_layers:
             x = self._run(block, x, self.encoder_positional, key_mask)
-        return self.encoder_norm(x)
+        return normalised(self.encoder_norm, x)
 
     def decode(
         self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None = None, hidden: bool = False
@@ -168,7 +183,10 @@ class EncoderDecoder(nn.Module):
         """(B, S), (B, T) -> logits (B, T, V_padded). Decoder position t sees target tokens <= t only. With
         `hidden` the final hidden states (B, T, D) instead, for a loss that applies the head in chunks
         (`enhanced_tx.training.chunked_loss`; through the forward, so DDP and torch.compile wrappers see it)."""
-        return self.decode(tgt, self.encode(src, src_mask), src_mask, hidden=hidden)
+        # Not under gradient checkpointing: its blocks keep their inputs only, and a recipe would keep more.
+        recompute = self.recompute_pointwise and not self.gradient_checkpointing
+        with pointwise_recompute(recompute and self.training and torch.is_grad_enabled()):
+            return self.decode(tgt, self.encode(src, src_mask), src_mask, hidden=hidden)
 
     def _with_sink(
         self, memory: torch.Tensor, src_mask: torch.Tensor | None

@@ -14,8 +14,14 @@ def check_settings(settings: dict) -> None:
     """Every impossible trainer setting in one line (Hydra builds the trainer first: fail before any work)."""
     problems = [
         f"trainer.{k}={settings[k]} must be >= 1"
-        for k in ("batch_size", "gradient_accumulation_steps", "eval_every", "log_every", "eval_batches",
-                  "bucket_pool_batches")
+        for k in (
+            "batch_size",
+            "gradient_accumulation_steps",
+            "eval_every",
+            "log_every",
+            "eval_batches",
+            "bucket_pool_batches",
+        )
         if settings[k] < 1
     ]
     if settings["epochs"] is not None and settings["epochs"] <= 0:
