@@ -116,6 +116,17 @@ def test_init_std_and_residual_scaling(scale_residual):
     assert residual == pytest.approx(0.05 / math.sqrt(8) if scale_residual else 0.05, rel=0.05)
 
 
+@pytest.mark.parametrize(("residual", "scaled"), [(None, True), (PostNorm(), False)], ids=["pre_norm", "post_norm"])
+def test_residual_scaling_auto_follows_the_norm_placement(residual, scaled):
+    """auto (the default): GPT-2's scaling in pre-norm stacks; none in post-norm ones, where the norm after
+    each sum bounds the stream (BART's init)."""
+    model = make_model(d_model=256, n_encoder_layers=4, init_std=0.05, residual=residual)
+    residual_std = model.encoder_layers[0].ffn.down.weight.std().item()
+    assert residual_std == pytest.approx(0.05 / math.sqrt(8) if scaled else 0.05, rel=0.05)
+    with pytest.raises(ConfigError, match="model.scale_residual_init='no' must be true, false or auto"):
+        make_model(scale_residual_init="no")
+
+
 @pytest.mark.parametrize("choice, cls", [("pre_norm", PreNorm), ("post_norm", PostNorm)])
 def test_residual_config_group_builds_the_class(tmp_path, choice, cls):
     cfg = compose_train(tmp_path, f"residual={choice}", "model.d_model=32", "model.n_heads=4")
@@ -158,3 +169,15 @@ def test_pairs_data_selects_post_norm_text_keeps_pre_norm_and_the_command_line_w
     assert residual("data=text", "data.path=x.txt", "residual=post_norm") == "PostNorm"
     evaluation = compose_train(tmp_path, "run=x", "data.path=x.jsonl", config_name="eval")  # pairs composes in eval
     assert evaluation.data._target_.endswith("PairsData")
+
+
+def test_pairs_data_selects_adamw_at_1_5e_3_and_the_command_line_wins(tmp_path):
+    def lr(*overrides: str) -> float:
+        return compose_train(tmp_path, *overrides).optimizer.lr
+
+    assert lr() == 1e-3  # the built-in corpus (make train)
+    assert lr("data=pairs", "data.path=x.jsonl") == 1.5e-3
+    assert lr("data=pairs", "data.path=x.jsonl", "optimizer=adamw") == 1e-3
+    assert lr("data=pairs", "data.path=x.jsonl", "optimizer.lr=3e-4") == 3e-4
+    pairs = compose_train(tmp_path, "data=pairs", "data.path=x.jsonl").optimizer
+    assert pairs.betas == [0.9, 0.98] and pairs.weight_decay == 0.1  # only the rate differs from adamw

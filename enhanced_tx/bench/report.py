@@ -160,7 +160,8 @@ def goal_table(results: Results) -> Table:
     table.notes.append(
         "ceiling (training): the ratio to BART if our step ran at 100% of this run's matmul peak for the dtype "
         "with no other work at all; a target above it cannot be met on this machine. ceiling (memory): the "
-        "hidden states alone, no head and no loss, over the full-logits step; no loss can go below it."
+        "hidden states alone, no head and no loss, over the step as filed (full logits, every activation "
+        "stored); no loss can go below it."
     )
     return table
 

@@ -23,6 +23,7 @@ class Residual:
 
     final_norm: bool  # whether each stack ends with a norm (pre-norm streams are never normalised otherwise)
     embed_norm: bool  # what model.embed_norm=auto means: a norm on the embeddings entering each stack
+    scale_residual_init: bool  # what model.scale_residual_init=auto means: branch outputs start at std/sqrt(2L)
 
     def __call__(self, x: torch.Tensor, norm: nn.Module, branch: Branch) -> torch.Tensor:
         raise NotImplementedError
@@ -36,6 +37,7 @@ class PreNorm(Residual):
 
     final_norm = True
     embed_norm = False  # the first block normalises its input itself
+    scale_residual_init = True  # GPT-2: the stream's variance grows with every branch added to it
 
     def __call__(self, x: torch.Tensor, norm: nn.Module, branch: Branch) -> torch.Tensor:
         return x + branch(normalised(norm, x))
@@ -47,6 +49,9 @@ class PostNorm(Residual):
 
     final_norm = False
     embed_norm = True  # BART's layernorm_embedding: else the first residual stream is the raw embedding
+    # The norm after each sum already bounds the stream; shrinking the branches only makes each block start
+    # nearer the identity: val/loss 2.68 vs 2.84 at step 1000 of the quality bench without the scaling
+    scale_residual_init = False
 
     def __call__(self, x: torch.Tensor, norm: nn.Module, branch: Branch) -> torch.Tensor:
         return normalised(norm, x + branch(x))

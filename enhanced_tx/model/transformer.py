@@ -56,7 +56,7 @@ class EncoderDecoder(nn.Module):
         embed_norm: bool | str = "auto",
         embed_scale: float = 1.0,
         init_std: float = 0.02,
-        scale_residual_init: bool = True,
+        scale_residual_init: bool | str = "auto",
         memory_sink: bool = False,
         recompute_pointwise: bool = True,
     ) -> None:
@@ -93,6 +93,9 @@ class EncoderDecoder(nn.Module):
         # Pre-norm streams end with a norm; post-norm blocks already end with one.
         self.encoder_norm = norm(d_model) if self.residual.final_norm else nn.Identity()
         self.decoder_norm = norm(d_model) if self.residual.final_norm else nn.Identity()
+        if scale_residual_init == "auto":
+            scale_residual_init = self.residual.scale_residual_init
+        scale_residual_init = check_flag("model.scale_residual_init", scale_residual_init, auto=True)
         self._init_weights(n_encoder_layers, n_decoder_layers, init_std, scale_residual_init)
         self.set_linear_backend(linear_backend)
 
