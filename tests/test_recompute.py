@@ -120,3 +120,23 @@ def test_a_marked_tensor_is_recomputed_in_the_backward() -> None:
 def test_outside_the_context_marking_is_a_no_op() -> None:
     t = torch.randn(3)
     assert recomputable(t, torch.sin, t) is t
+
+
+def test_self_attention_keeps_no_storage_of_the_fused_qkv_when_q_and_k_are_rotated() -> None:
+    """SDPA saves q, k and v; were v a view of the fused projection, all of qkv would stay for the backward."""
+    model = make_model("rope").train()
+    attn = model.encoder_layers[0].attn
+    x = torch.randn(2, 7, 32, requires_grad=True)
+    qkv_out = []
+    hook = attn.qkv.register_forward_hook(lambda module, args, out: qkv_out.append(out.untyped_storage().data_ptr()))
+    kept: set[int] = set()
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        kept.add(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = attn(x, model.encoder_positional)
+    hook.remove()
+    y.sum().backward()
+    assert qkv_out and qkv_out[0] not in kept

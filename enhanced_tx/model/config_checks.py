@@ -6,10 +6,12 @@ from enhanced_tx.errors import ConfigError
 from enhanced_tx.model.linear import LINEAR_BACKENDS
 
 
-def check_flag(key: str, value: object, auto: bool = False) -> bool:
-    """`value` as a bool; a one-line ConfigError naming `key` otherwise (`auto`: the key also takes auto)."""
+def check_flag(key: str, value: object, auto: bool | None = None) -> bool:
+    """`value` as a bool, or `auto`'s value for "auto" where the key takes it; else a one-line ConfigError."""
+    if auto is not None and value == "auto":
+        return auto
     if not isinstance(value, bool):
-        raise ConfigError(f"{key}={value!r} must be true, false{' or auto' if auto else ''}")
+        raise ConfigError(f"{key}={value!r} must be true, false{'' if auto is None else ' or auto'}")
     return value
 
 

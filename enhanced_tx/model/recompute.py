@@ -9,8 +9,9 @@ No matmul is recomputed (that is what gradient checkpointing does): the extra wo
 per marked tensor. The values are bit-identical: the same op on the same input.
 
 Safe by construction: a tensor is replaced only while it is alive and unchanged since it was marked (its
-storage, version and layout match), outer saved-tensor hooks (gradient checkpointing, profilers) still see
-every tensor kept as is, and nothing is marked while torch.compile traces.
+storage, version and layout match), outer saved-tensor hooks (profilers, memory probes) still see every
+tensor kept as is, and nothing is marked while torch.compile traces. The model turns it off under gradient
+checkpointing, whose own hooks keep only each block's inputs.
 """
 
 from __future__ import annotations

@@ -79,9 +79,7 @@ class EncoderDecoder(nn.Module):
         self.residual = residual or PreNorm()
         self.embed_scale = embed_scale  # token embeddings x this before positions (Vaswani et al.: sqrt(d_model))
         # A norm after the embeddings (BART's layernorm_embedding), one per stack; off: identities, no weights.
-        if embed_norm == "auto":
-            embed_norm = self.residual.embed_norm
-        embed_norm = check_flag("model.embed_norm", embed_norm, auto=True)
+        embed_norm = check_flag("model.embed_norm", embed_norm, auto=self.residual.embed_norm)
         self.encoder_embed_norm = norm(d_model) if embed_norm else nn.Identity()
         self.decoder_embed_norm = norm(d_model) if embed_norm else nn.Identity()
         # A learned memory slot before every source (zero at init: a key scoring 0 with a value adding nothing),
@@ -93,10 +91,8 @@ class EncoderDecoder(nn.Module):
         # Pre-norm streams end with a norm; post-norm blocks already end with one.
         self.encoder_norm = norm(d_model) if self.residual.final_norm else nn.Identity()
         self.decoder_norm = norm(d_model) if self.residual.final_norm else nn.Identity()
-        if scale_residual_init == "auto":
-            scale_residual_init = self.residual.scale_residual_init
-        scale_residual_init = check_flag("model.scale_residual_init", scale_residual_init, auto=True)
-        self._init_weights(n_encoder_layers, n_decoder_layers, init_std, scale_residual_init)
+        scale_residual = check_flag("model.scale_residual_init", scale_residual_init, self.residual.scale_residual_init)
+        self._init_weights(n_encoder_layers, n_decoder_layers, init_std, scale_residual)
         self.set_linear_backend(linear_backend)
 
     # ---------------------------------------------------------------- construction helpers
