@@ -156,18 +156,26 @@ def test_cached_decoding_matches_full_forward(positional, attention, variant):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("max_len", [8, 512])  # a whole-buffer gather, and a copy of the filled prefix only
-def test_cache_reorder_selects_rows(max_len):
+@pytest.mark.parametrize("max_len", [8, 512])  # a buffer nearly full by the end, and one mostly unfilled
+def test_cache_reorders_in_a_row_match_the_full_forward_of_each_rows_history(max_len):
+    """Reorders that shrink, repeat and permute rows (the CPU path writes each into the buffers the previous
+    one replaced): every step's logits equal a full forward over the history each row has by then."""
     model = make_model(max_seq_len=512)
     src = torch.randint(1, 97, (3, 5))
-    tgt = torch.randint(1, 97, (3, 4))
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        full = model(src, tgt)
         cache = model.init_cache(model.encode(src), None, max_len=max_len)
-        model.decode_step(tgt[:, :2], cache)
-        cache.reorder(torch.tensor([2, 0]))
-        logits, _ = model.decode_step(tgt[[2, 0], 2:], cache)
-    torch.testing.assert_close(logits, full[[2, 0], 2:], rtol=0, atol=1e-5)
+        history, source = torch.randint(1, 97, (3, 2), generator=generator), torch.arange(3)
+        model.decode_step(history, cache)
+        for index in ([2, 0], [1, 1], [1, 0], [0, 1]):
+            index = torch.tensor(index)
+            cache.reorder(index)
+            new = torch.randint(1, 97, (len(index), 1), generator=generator)
+            history, source = torch.cat([history[index], new], 1), source[index]
+            logits, _ = model.decode_step(new, cache)
+            full = model(src[source], history)
+            torch.testing.assert_close(logits[:, -1], full[:, -1], rtol=0, atol=1e-5)
+    assert cache.offset == 6
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
