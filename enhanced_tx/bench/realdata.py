@@ -7,7 +7,8 @@ them alike; ours and ours-without-padding swap turns every round, so neither alw
 first. Step time includes fetching and collating the batch.
 
 - ours: `data=pairs` with `data.max_tokens_per_batch` (token-budget batches, length bucketed) through
-  `MapStyleBatches` and the trainer's loss (`token_loss_sum` / target tokens).
+  `MapStyleBatches` and the trainer's loss (`micro_batch_loss` with the default `trainer.pack_tokens=auto`,
+  divided by the target tokens).
 - ours, no padding: our model on random batches of exactly the shapes the real batches had, every position
   a real token: the padding-free speed our real-data figure is compared with.
 - bart: `BartForConditionalGeneration` of the same shape, random batches of `bart_batch` pairs from a
@@ -36,8 +37,10 @@ from enhanced_tx.data import PairsData
 from enhanced_tx.data.collate import IGNORE_INDEX, Collator
 from enhanced_tx.training.batches import MapStyleBatches
 from enhanced_tx.training.loss import token_loss_sum
+from enhanced_tx.training.step_loss import micro_batch_loss
 
 OURS_REAL, OURS_NOPAD, BART_REAL = "ours", "ours (same shapes, no padding)", "bart"
+TRAINER_CHUNK_TOKENS = 4096  # trainer.loss_chunk_tokens' default (conf/trainer/default.yaml)
 LR = 1e-3
 LOSS_WINDOW = 20  # steps averaged for the loss at the end
 
@@ -114,8 +117,8 @@ def _ours_step(model, batches: Iterator, dtype: str, device: torch.device) -> Ca
     def step() -> _Step:
         batch = next(batches)
         with _autocast(dtype, device):
-            logits = model(batch.src, batch.tgt_in, batch.src_mask)
-        loss = token_loss_sum(logits, batch.labels, vocab_size=model.vocab_size) / batch.num_tgt_tokens
+            summed, _ = micro_batch_loss(model, model, batch, chunk_tokens=TRAINER_CHUNK_TOKENS, pack="auto")
+        loss = summed / batch.num_tgt_tokens
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -14,6 +14,7 @@ from torch import nn
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.model.linear import Linear
 from enhanced_tx.model.norm import RMSNorm
+from enhanced_tx.model.packing import Packing
 from enhanced_tx.model.positional import PositionalScheme
 
 
@@ -114,17 +115,19 @@ class SelfAttention(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,  # (B, T, D)
+        x: torch.Tensor,  # (B, T, D), or (N, D) real tokens with `packing`
         positional: PositionalScheme,
         *,
         key_mask: torch.Tensor | None = None,  # (B, 1, 1, T) bool, True = attend
         causal: bool = False,
         cache: tuple[torch.Tensor, torch.Tensor] | None = None,  # (B, KV, max_len, hd) each, written in place
         offset: int = 0,
+        packing: Packing | None = None,
     ) -> torch.Tensor:
-        b, t, _ = x.shape
         h, kv = self.n_heads, self.n_kv_heads
-        qkv = self.qkv(x).view(b, t, h + 2 * kv, self.head_dim).transpose(1, 2)  # (B, H+2KV, T, hd), a view
+        qkv = _padded(self.qkv(x), packing)
+        b, t, _ = qkv.shape
+        qkv = qkv.view(b, t, h + 2 * kv, self.head_dim).transpose(1, 2)  # (B, H+2KV, T, hd), a view
         q, k, v = qkv.split((h, kv, kv), dim=1)  # (B, H, T, hd), (B, KV, T, hd) x 2
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
@@ -144,7 +147,7 @@ class SelfAttention(nn.Module):
         y = attention(
             q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
         )
-        return self.out(_merge_heads(y))
+        return self.out(_merge_heads(y, packing))
 
 
 class CrossAttention(nn.Module):
@@ -163,10 +166,12 @@ class CrossAttention(nn.Module):
         self.q_norm = RMSNorm(self.head_dim) if spec.qk_norm else None
         self.k_norm = RMSNorm(self.head_dim) if spec.qk_norm else None
 
-    def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of the encoder output, (B, KV, S, hd) each; computed once per source."""
-        b, s, _ = memory.shape
-        kv = self.kv(memory).view(b, s, 2 * self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, 2KV, S, hd)
+    def project_memory(self, memory: torch.Tensor, packing: Packing | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the encoder output (B, S, D), or of its real tokens (N, D) with `packing`:
+        (B, KV, S, hd) each; computed once per source."""
+        kv = _padded(self.kv(memory), packing)
+        b, s, _ = kv.shape
+        kv = kv.view(b, s, 2 * self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, 2KV, S, hd)
         k, v = kv.split((self.n_kv_heads, self.n_kv_heads), dim=1)
         if self.k_norm is not None:
             k = self.k_norm(k)
@@ -174,17 +179,19 @@ class CrossAttention(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,  # (B, T, D)
+        x: torch.Tensor,  # (B, T, D), or (N, D) real tokens with `packing`
         memory_kv: tuple[torch.Tensor, torch.Tensor],
         key_mask: torch.Tensor | None = None,  # (B, 1, 1, S) bool
+        packing: Packing | None = None,
     ) -> torch.Tensor:
-        b, t, _ = x.shape
-        q = self.q(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        q = _padded(self.q(x), packing)
+        b, t, _ = q.shape
+        q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
         if self.q_norm is not None:
             q = self.q_norm(q)
         k, v = memory_kv
         y = attention(q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.out(_merge_heads(y))
+        return self.out(_merge_heads(y, packing))
 
 
 def _value_alone(qkv: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cache: object) -> bool:
@@ -197,6 +204,13 @@ def _value_alone(qkv: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cache: obj
     return all(t.untyped_storage().data_ptr() != base for t in (q, k))
 
 
-def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+def _padded(projected: torch.Tensor, packing: Packing | None) -> torch.Tensor:
+    """A projection of packed tokens (N, F) laid out as the padded batch (B, T, F); padded input: as it is."""
+    return projected if packing is None else packing.unpack(projected)
+
+
+def _merge_heads(x: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
+    """(B, H, T, hd) -> (B, T, D), or (N, D) at the real positions with `packing`."""
     b, h, t, hd = x.shape
-    return x.transpose(1, 2).reshape(b, t, h * hd)  # (B, T, D)
+    merged = x.transpose(1, 2).reshape(b, t, h * hd)
+    return merged if packing is None else packing.pack(merged)

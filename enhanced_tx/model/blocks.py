@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from enhanced_tx.model.attention import AttentionSpec, CrossAttention, SelfAttention
+from enhanced_tx.model.packing import Packing
 from enhanced_tx.model.positional import PositionalScheme
 from enhanced_tx.model.recompute import recomputable
 
@@ -83,8 +84,17 @@ class EncoderBlock(nn.Module):
         self.ffn = feedforward(d_model=d_model, hidden=hidden, dropout=dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, positional: PositionalScheme, key_mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.residual(x, self.attn_norm, lambda h: self.dropout(self.attn(h, positional, key_mask=key_mask)))
+    def forward(
+        self,
+        x: torch.Tensor,
+        positional: PositionalScheme,
+        key_mask: torch.Tensor | None,
+        packing: Packing | None = None,
+    ) -> torch.Tensor:
+        """x (B, S, D), or its real tokens (N, D) with `packing` (enhanced_tx.model.packing)."""
+        x = self.residual(
+            x, self.attn_norm, lambda h: self.dropout(self.attn(h, positional, key_mask=key_mask, packing=packing))
+        )
         return self.residual(x, self.ffn_norm, self.ffn)
 
 
@@ -119,15 +129,22 @@ class DecoderBlock(nn.Module):
         memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: tuple[torch.Tensor, torch.Tensor] | None = None,
         offset: int = 0,
+        packing: Packing | None = None,
+        memory_packing: Packing | None = None,
     ) -> torch.Tensor:
         """Pass `memory` (training: K/V projected here, inside any checkpointed region) or the cached
-        `memory_kv` (incremental decoding: projected once per source)."""
+        `memory_kv` (incremental decoding: projected once per source). With `packing`, x holds the target's
+        real tokens (N, D); with `memory_packing`, memory the source's."""
         if memory_kv is None:
-            memory_kv = self.cross_attn.project_memory(memory)
+            memory_kv = self.cross_attn.project_memory(memory, memory_packing)
         x = self.residual(
             x,
             self.self_attn_norm,
-            lambda h: self.dropout(self.self_attn(h, positional, causal=True, cache=cache, offset=offset)),
+            lambda h: self.dropout(
+                self.self_attn(h, positional, causal=True, cache=cache, offset=offset, packing=packing)
+            ),
         )
-        x = self.residual(x, self.cross_attn_norm, lambda h: self.dropout(self.cross_attn(h, memory_kv, memory_mask)))
+        x = self.residual(
+            x, self.cross_attn_norm, lambda h: self.dropout(self.cross_attn(h, memory_kv, memory_mask, packing))
+        )
         return self.residual(x, self.ffn_norm, self.ffn)

@@ -27,7 +27,9 @@ from enhanced_tx.model.blocks import (
 )
 from enhanced_tx.model.cache import DecoderCache
 from enhanced_tx.model.config_checks import check_config, check_flag, check_linear_backend
+from enhanced_tx.model.cost import forward_flops
 from enhanced_tx.model.linear import Linear, linear
+from enhanced_tx.model.packing import Packing
 from enhanced_tx.model.positional import PositionalScheme
 from enhanced_tx.model.recompute import pointwise_recompute
 
@@ -156,36 +158,67 @@ class EncoderDecoder(nn.Module):
             x = x * self.embed_scale
         return self.dropout(normalised(norm, positional.embed(x, offset)))
 
-    def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Source tokens (B, S) -> memory (B, S, D). `src_mask` is bool (B, S), True for real tokens."""
+    def encode(
+        self, src: torch.Tensor, src_mask: torch.Tensor | None = None, packing: Packing | None = None
+    ) -> torch.Tensor:
+        """Source tokens (B, S) -> memory (B, S, D). `src_mask` is bool (B, S), True for real tokens. With
+        `packing` (of `src_mask`) the memory of the real tokens only, (N, D)."""
         key_mask = _key_mask(src_mask)
         x = self._embed(src, self.encoder_positional, self.encoder_embed_norm, 0)
+        if packing is not None:
+            x = packing.pack(x)
         for block in self.encoder_layers:
-            x = self._run(block, x, self.encoder_positional, key_mask)
+            x = self._run(block, x, self.encoder_positional, key_mask, packing)
         return normalised(self.encoder_norm, x)
 
     def decode(
-        self, tgt: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None = None, hidden: bool = False
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+        hidden: bool = False,
+        packing: Packing | None = None,
+        memory_packing: Packing | None = None,
     ) -> torch.Tensor:
         """Teacher-forced decoder over the whole target (B, T) -> logits (B, T, V_padded), or with `hidden`
-        the decoder's output after its final norm (B, T, D): what the tied head (`embed.weight`) multiplies."""
+        the decoder's output after its final norm (B, T, D): what the tied head (`embed.weight`) multiplies.
+        `packing`: outputs at its real positions only; `memory_packing`: memory holds real tokens (N_src, D)."""
+        if self.memory_sink is not None and memory_packing is not None:  # the sink joins the padded layout
+            memory, memory_packing = memory_packing.unpack(memory), None
         memory, src_mask = self._with_sink(memory, src_mask)
         key_mask = _key_mask(src_mask)
         x = self._embed(tgt, self.decoder_positional, self.decoder_embed_norm, 0)
+        if packing is not None:
+            x = packing.pack(x)
         for block in self.decoder_layers:
-            x = self._run(block, x, self.decoder_positional, key_mask, memory)
+            x = self._run(
+                block, x, self.decoder_positional, key_mask, memory, packing=packing, memory_packing=memory_packing
+            )
         return self.decoder_norm(x) if hidden else self._head(x)
 
     def forward(
-        self, src: torch.Tensor, tgt: torch.Tensor, src_mask: torch.Tensor | None = None, hidden: bool = False
+        self,
+        src: torch.Tensor,
+        tgt: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+        hidden: bool = False,
+        tgt_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, S), (B, T) -> logits (B, T, V_padded). Decoder position t sees target tokens <= t only. With
         `hidden` the final hidden states (B, T, D) instead, for a loss that applies the head in chunks
-        (`enhanced_tx.training.chunked_loss`; through the forward, so DDP and torch.compile wrappers see it)."""
+        (`enhanced_tx.training.chunked_loss`; through the forward, so DDP and torch.compile wrappers see it).
+
+        With `tgt_mask` (B, T) bool, a prefix of each row (`packing.causal_prefix`), the padding-free path:
+        position-wise layers run on real tokens only (sources by `src_mask`); outputs (N, V_padded) or (N, D)
+        at `tgt_mask`'s positions, ordered as `labels[tgt_mask]`."""
         # Not under gradient checkpointing: its blocks keep their inputs only, and a recipe would keep more.
         recompute = self.recompute_pointwise and not self.gradient_checkpointing
         with pointwise_recompute(recompute and self.training and torch.is_grad_enabled()):
-            return self.decode(tgt, self.encode(src, src_mask), src_mask, hidden=hidden)
+            if tgt_mask is None:
+                return self.decode(tgt, self.encode(src, src_mask), src_mask, hidden=hidden)
+            sources = None if src_mask is None else Packing(src_mask.bool())
+            memory = self.encode(src, src_mask, sources)
+            return self.decode(tgt, memory, src_mask, hidden, Packing(tgt_mask.bool()), sources)
 
     def _with_sink(
         self, memory: torch.Tensor, src_mask: torch.Tensor | None
@@ -244,27 +277,10 @@ class EncoderDecoder(nn.Module):
         cache.offset = offset + tokens.shape[1]
         return self._head(x), cache
 
-    # ---------------------------------------------------------------- cost model
+    # ---------------------------------------------------------------- cost model (enhanced_tx.model.cost)
     def forward_flops(self, src_len: int, tgt_len: int) -> float:
-        """Matmul FLOPs of one forward pass over one (source, target) pair (2 per multiply-add).
-
-        Dense layers are 2 x their weights per token; attention scores and the weighted sum cost 4·d per
-        (query, key) pair, counting only the pairs a causal decoder actually attends (t(t+1)/2).
-        """
-        d, s, t = self.d_model, src_len, tgt_len
-        enc_dense = sum(2 * p.numel() for p in self.encoder_layers.parameters() if p.dim() == 2)
-        dec_dense = 0.0
-        cross_kv = 0.0
-        for block in self.decoder_layers:
-            weights = [p for p in block.parameters() if p.dim() == 2]
-            kv = 2 * block.cross_attn.kv.weight.numel()
-            cross_kv += kv * s  # memory projected once per source token
-            dec_dense += sum(2 * p.numel() for p in weights) - kv
-        n_dec = len(self.decoder_layers)
-        encoder = enc_dense * s + len(self.encoder_layers) * 4 * d * s * s
-        decoder = dec_dense * t + cross_kv + n_dec * (4 * d * t * (t + 1) / 2 + 4 * d * t * s)
-        head = 2 * d * self.padded_vocab_size * t
-        return float(encoder + decoder + head)
+        """Matmul FLOPs of one forward pass over one (source, target) pair (2 per multiply-add)."""
+        return forward_flops(self, src_len, tgt_len)
 
     def flops_per_token(self, src_len: int, tgt_len: int, training: bool = True) -> float:
         """FLOPs per (source + target) token; a training step is forward + backward = 3x forward."""

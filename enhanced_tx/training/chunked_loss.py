@@ -57,7 +57,7 @@ def chunked_token_loss_sum(
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows={chunk_rows} must be >= 1")
     real = weight[:vocab_size]  # a view: the gradient lands in the padded parameter's first rows
-    flat, targets = hidden.flatten(0, 1), labels.flatten()
+    flat, targets = hidden.reshape(-1, hidden.shape[-1]), labels.flatten()  # packed (N, D) and (N,) as they are
     if backend == "auto":  # its first matmul of a weight shape may time the candidates: here, not inside a
         with torch.no_grad():  # checkpoint, whose recomputation must save the same tensors as its forward
             linear(flat[:1], real, backend)

@@ -12,6 +12,7 @@ from enhanced_tx.data.sampling import EpochBatchSampler
 from enhanced_tx.training.batches import Collator, dataset_lengths
 from enhanced_tx.training.loss import token_loss_sum
 from enhanced_tx.training.precision import Precision
+from enhanced_tx.training.step_loss import packed_positions
 from enhanced_tx.training.strategy import Strategy
 
 
@@ -57,10 +58,14 @@ class Evaluator:
             if self.max_batches is not None and i >= self.max_batches:
                 break
             batch = self.collator([self.val_set[j] for j in indices]).to(self.device)
+            positions = packed_positions(model, batch, "auto")  # padding-free where it pays, as in training
+            labels = batch.labels if positions is None else batch.labels[positions]
             with self.precision.autocast(self.device):
-                logits = model(batch.src, batch.tgt_in, batch.src_mask)
+                logits = model(
+                    batch.src, batch.tgt_in, batch.src_mask, **({} if positions is None else {"tgt_mask": positions})
+                )
             # over the real vocabulary, as in training (a wrapped model without `vocab_size`: all logits)
-            summed = token_loss_sum(logits, batch.labels, vocab_size=getattr(model, "vocab_size", None))
+            summed = token_loss_sum(logits, labels, vocab_size=getattr(model, "vocab_size", None))
             sums += torch.stack([summed.double(), batch.num_tgt_tokens.double(),
                                  batch.num_tokens.double()])  # fmt: skip
             if progress is not None:

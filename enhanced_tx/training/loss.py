@@ -17,7 +17,8 @@ def token_loss_sum(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
 ) -> torch.Tensor:
-    """Cross-entropy summed over the non-padding targets of `labels` [B, T] (logits [B, T, V_padded]).
+    """Cross-entropy summed over the non-padding targets of `labels` [B, T] (logits [B, T, V_padded]), or of
+    packed ones [N] (logits [N, V_padded]).
 
     With `vocab_size` the logits are cut to the real vocabulary first: the rows added to the embedding to
     reach a multiple of 64 are never valid tokens, so the softmax does not normalise over them and label
@@ -29,7 +30,7 @@ def token_loss_sum(
     """
     if vocab_size is not None:
         logits = logits[..., :vocab_size]
-    flat = logits.flatten(0, 1).float()  # (B*T, V)
+    flat = logits.reshape(-1, logits.shape[-1]).float()  # (B*T, V); packed logits (N, V) stay as they are
     targets = labels.flatten()
     loss = F.cross_entropy(flat, targets, ignore_index=IGNORE_INDEX, reduction="sum", label_smoothing=label_smoothing)
     if z_loss > 0.0:

@@ -33,6 +33,11 @@ def check_settings(settings: dict) -> None:
     chunk = settings["loss_chunk_tokens"]
     if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
         problems.append(f"trainer.loss_chunk_tokens={chunk} must be a positive whole number of rows, or null (off)")
+    pack = settings["pack_tokens"]
+    if pack not in (True, False, "auto"):
+        problems.append(f"trainer.pack_tokens={pack} must be true, false or auto")
+    elif pack is True and settings["compile"]:
+        problems.append("trainer.pack_tokens=true needs trainer.compile=false (packed shapes change every batch)")
     if settings["loss_denominator"] not in LOSS_DENOMINATORS:
         problems.append(
             f"trainer.loss_denominator={settings['loss_denominator']} must be one of {', '.join(LOSS_DENOMINATORS)}"

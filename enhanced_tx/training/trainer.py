@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import time
-from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -24,26 +23,8 @@ from enhanced_tx.training.preemption import PreemptionGuard, TrainingInterrupted
 from enhanced_tx.training.progress_bar import ProgressBar
 from enhanced_tx.training.settings import check_settings
 from enhanced_tx.training.step_loss import micro_batch_loss
+from enhanced_tx.training.step_result import StepResult, TrainingDiverged
 from enhanced_tx.training.strategy import Strategy
-
-
-class TrainingDiverged(EnhancedTxError):
-    """The loss stayed non-finite for too many steps in a row."""
-
-
-class StepResult(NamedTuple):
-    """One optimizer step, as Python numbers (the step's one host sync)."""
-
-    loss_sum: float  # summed training loss over the step's target tokens (all ranks), z-loss included
-    targets: int
-    tokens: int  # non-padding source + target tokens (all ranks)
-    grad_norm: float
-    flops: float  # model FLOPs of forward + backward (all ranks)
-    z_loss_sum: float = 0.0  # the z-loss's share of loss_sum (0 with trainer.z_loss=0)
-
-    @property
-    def finite(self) -> bool:
-        return math.isfinite(self.loss_sum) and math.isfinite(self.grad_norm)
 
 
 class Trainer:
@@ -79,6 +60,7 @@ class Trainer:
         label_smoothing: float = 0.0,
         z_loss: float = 0.0,
         loss_chunk_tokens: int | None = 4096,
+        pack_tokens: bool | str = "auto",
         loss_denominator: str = "step",
         init_from: str | None = None,
         eval_generate: int = 0,
@@ -99,8 +81,10 @@ class Trainer:
         # checkpoint: auto | full | weights, resolved by checkpoint.policy; save_optimizer=false: the old "weights"
         self.save_optimizer, self.checkpoint = save_optimizer, checkpoint
         self.max_nonfinite_steps, self.peak_flops, self.progress_bar = max_nonfinite_steps, peak_flops, progress_bar
+        self.pack_tokens = False if compile else pack_tokens
         self.label_smoothing, self.z_loss, self.init_from = label_smoothing, z_loss, init_from
-        self.loss_chunk_tokens, self.loss_denominator = loss_chunk_tokens, loss_denominator  # see step_loss, settings
+        # see step_loss, settings; padding-free steps (pack_tokens) not under compile: packed shapes vary
+        self.loss_chunk_tokens, self.loss_denominator = loss_chunk_tokens, loss_denominator
         # read by the composition root, which wires the samples and BLEU/chrF callbacks (no import here)
         self.sample_max_new_tokens = sample_max_new_tokens
         self.eval_generate, self.eval_generate_max_new_tokens = eval_generate, eval_generate_max_new_tokens
@@ -194,7 +178,8 @@ class Trainer:
         for i, batch in enumerate(micro):
             with self.strategy.no_sync(i == len(micro) - 1), parts.precision.autocast(parts.device):
                 summed, z_share = micro_batch_loss(forward, model, batch, label_smoothing=self.label_smoothing,
-                                                   z_loss=self.z_loss, chunk_tokens=self.loss_chunk_tokens)  # fmt: skip
+                                                   z_loss=self.z_loss, chunk_tokens=self.loss_chunk_tokens,
+                                                   pack=self.pack_tokens)  # fmt: skip
             loss = summed / denominator
             (scaler.scale(loss) if scaler is not None else loss).backward()
             loss_sum += summed.detach()
