@@ -12,7 +12,7 @@ from enhanced_tx.model import LayerNorm, SwiGLU
 from enhanced_tx.model.blocks import PostNorm
 from enhanced_tx.model.packing import Packing, causal_prefix
 from enhanced_tx.training import Trainer
-from enhanced_tx.training.step_loss import PACK_MIN_PADDING, micro_batch_loss, packed_positions
+from enhanced_tx.training.step_loss import PACK_MIN_PADDING, batch_flops, micro_batch_loss, packed_positions
 from tests.conftest import make_model
 
 
@@ -146,3 +146,17 @@ def test_bad_pack_tokens_settings_fail_in_one_line() -> None:
     with pytest.raises(EnhancedTxError, match=r"pack_tokens=true needs trainer.compile=false"):
         Trainer(pack_tokens=True, compile=True)
     assert Trainer(pack_tokens="auto", compile=True).pack_tokens is False  # compiled steps keep their shapes
+
+
+def test_counted_flops_follow_the_path_a_batch_takes() -> None:
+    """MFU counts what runs: padded shapes on the padded path, the real tokens on the padding-free one."""
+    model = make_model("rope")
+    batch = _batch(seed=7, b=6)
+    padded = batch_flops(model, batch, False)
+    assert padded == 6 * model.forward_flops(batch.src.shape[1], batch.tgt_in.shape[1])
+    src_real, tgt_real = int(batch.src_mask.sum()), int(causal_prefix(batch.labels).sum())
+    assert batch_flops(model, batch, True) == pytest.approx(6 * model.forward_flops(src_real / 6, tgt_real / 6))
+    assert batch_flops(model, batch, True) < 0.9 * padded
+    batch.src_mask[:] = True
+    batch.labels[batch.labels == IGNORE_INDEX] = 5
+    assert batch_flops(model, batch, True) == pytest.approx(padded)  # nothing to skip

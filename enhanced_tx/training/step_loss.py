@@ -59,6 +59,16 @@ def packed_positions(model: nn.Module, batch: Any, pack: bool | str) -> torch.Te
     return positions
 
 
+def batch_flops(model: nn.Module, batch: Any, pack: bool | str) -> float:
+    """Forward matmul FLOPs of a micro-batch as it runs: at its padded shapes, or on the padding-free path at
+    its real tokens' mean lengths (exact for the position-wise layers; attention, which runs padded, near)."""
+    positions = packed_positions(model, batch, pack)
+    b = len(batch)
+    if positions is None:
+        return b * model.forward_flops(batch.src.shape[1], batch.tgt_in.shape[1])
+    return b * model.forward_flops(int(batch.src_mask.sum()) / b, int(positions.sum()) / b)
+
+
 def micro_batch_loss(
     forward: Any,
     model: nn.Module,

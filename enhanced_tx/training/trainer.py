@@ -22,7 +22,7 @@ from enhanced_tx.training.parts import TrainingParts
 from enhanced_tx.training.preemption import PreemptionGuard, TrainingInterrupted
 from enhanced_tx.training.progress_bar import ProgressBar
 from enhanced_tx.training.settings import check_settings
-from enhanced_tx.training.step_loss import micro_batch_loss
+from enhanced_tx.training.step_loss import batch_flops, micro_batch_loss
 from enhanced_tx.training.step_result import StepResult, TrainingDiverged
 from enhanced_tx.training.strategy import Strategy
 
@@ -184,8 +184,7 @@ class Trainer:
             (scaler.scale(loss) if scaler is not None else loss).backward()
             loss_sum += summed.detach()
             z_sum += z_share
-            # forward + backward = 3x the forward's matmul FLOPs, at the batch's (padded) shapes
-            flops += 3.0 * len(batch) * model.forward_flops(batch.src.shape[1], batch.tgt_in.shape[1])
+            flops += 3.0 * batch_flops(model, batch, self.pack_tokens)  # forward + backward: 3x the forward's
         if scaler is not None:
             scaler.unscale_(optimizer)
         # max_norm=inf measures the norm without clipping
