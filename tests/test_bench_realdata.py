@@ -47,14 +47,16 @@ def test_bucketing_by_the_longer_side_pads_less_than_by_the_total():
     assert _padding(batches, parts) < 0.13 < 0.8 * _padding(by_total, parts)
 
 
-@pytest.mark.slow  # about 30 s: three models trained for a few seconds each, twice
+@pytest.mark.slow  # about 50 s: five models trained for a few seconds each, twice
 def test_quick_realdata_section_reports_every_contender(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["--quick", "--dtypes", "fp32", "--sections", "realdata", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "vs no padding" in text and "real pairs fp32: ours vs BART" in text
+    assert "vs no padding" in text and "vs padding computed" in text and "real pairs fp32: ours vs BART" in text
     rows = {r["model"]: r for r in json.loads(out.read_text())["realdata"]}
-    assert set(rows) == {"ours", "ours (same shapes, no padding)", "bart"}
+    random, padded = "ours, random batches", "ours, random batches, padding computed"
+    assert set(rows) == {"ours", "ours (same shapes, no padding)", "bart", random, padded}
+    assert min(rows[random]["padding"], rows[padded]["padding"]) > rows["ours"]["padding"]  # random: more padding
     assert rows["ours (same shapes, no padding)"]["padding"] == 0.0
     assert 0.0 < rows["ours"]["padding"] < rows["bart"]["padding"]  # bucketed batches pad less than random ones
     assert all(r["tokens_per_s"] > 0 and r["steps"] >= 1 for r in rows.values())

@@ -11,6 +11,9 @@ first. Step time includes fetching and collating the batch.
   divided by the target tokens).
 - ours, no padding: our model on random batches of exactly the shapes the real batches had, every position
   a real token: the padding-free speed our real-data figure is compared with.
+- ours, random batches / the same, padding computed: our model on BART's kind of batches (random, `bart_batch`
+  pairs, padded to the longest; the same batches for both, in lockstep) with `trainer.pack_tokens=auto` and
+  with `false`: what the padding-free path buys where padding is most of a batch.
 - bart: `BartForConditionalGeneration` of the same shape, random batches of `bart_batch` pairs from a
   shuffling `DataLoader`, padded to the longest by `DataCollatorForSeq2Seq`, loss from `labels=`.
 
@@ -40,6 +43,7 @@ from enhanced_tx.training.loss import token_loss_sum
 from enhanced_tx.training.step_loss import micro_batch_loss
 
 OURS_REAL, OURS_NOPAD, BART_REAL = "ours", "ours (same shapes, no padding)", "bart"
+OURS_RANDOM, OURS_RANDOM_PADDED = "ours, random batches", "ours, random batches, padding computed"
 TRAINER_CHUNK_TOKENS = 4096  # trainer.loss_chunk_tokens' default (conf/trainer/default.yaml)
 LR = 1e-3
 LOSS_WINDOW = 20  # steps averaged for the loss at the end
@@ -111,13 +115,15 @@ def _autocast(dtype: str, device: torch.device) -> contextlib.AbstractContextMan
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[dtype])
 
 
-def _ours_step(model, batches: Iterator, dtype: str, device: torch.device) -> Callable[[], _Step]:  # noqa: ANN001
+def _ours_step(
+    model, batches: Iterator, dtype: str, device: torch.device, pack: bool | str = "auto"
+) -> Callable[[], _Step]:  # noqa: ANN001
     optimizer = _optimizer(model.train())
 
     def step() -> _Step:
         batch = next(batches)
         with _autocast(dtype, device):
-            summed, _ = micro_batch_loss(model, model, batch, chunk_tokens=TRAINER_CHUNK_TOKENS, pack="auto")
+            summed, _ = micro_batch_loss(model, model, batch, chunk_tokens=TRAINER_CHUNK_TOKENS, pack=pack)
         loss = summed / batch.num_tgt_tokens
         loss.backward()
         optimizer.step()
@@ -181,6 +187,13 @@ def measure_realdata(
     def batches() -> MapStyleBatches:  # a fresh source: the same batch order from the start
         return MapStyleBatches(train, collator, spec.batch_size, device=device, max_tokens=spec.max_tokens)
 
+    def random_batches() -> Iterator:  # BART's kind of batches through our collator, the same order each call
+        generator = torch.Generator().manual_seed(0)
+        while True:
+            order = torch.randperm(len(train), generator=generator).tolist()
+            for i in range(0, len(order) - spec.bart_batch + 1, spec.bart_batch):
+                yield collator([train[j] for j in order[i : i + spec.bart_batch]]).to(device)
+
     def shapes() -> Iterator[tuple[int, int, int]]:
         for batch in batches():
             yield len(batch), batch.src.shape[1], batch.labels.shape[1]
@@ -190,8 +203,9 @@ def measure_realdata(
     for dtype in dtypes:
         torch.manual_seed(0)
         ours, nopad, bart = build_ours(shape).model, build_ours(shape).model, build_bart(shape).model
+        packed, padded = build_ours(shape).model, build_ours(shape).model
         bart.config.update(dict(pad_token_id=tokenizer.pad_token_id, decoder_start_token_id=tokenizer.bos_token_id))
-        for model in (ours, nopad, bart):
+        for model in (ours, nopad, bart, packed, padded):
             model.to(device)
         hf_collator = DataCollatorForSeq2Seq(tokenizer, model=bart, padding="longest")
         loader = _endless(
@@ -200,14 +214,16 @@ def measure_realdata(
         real = _Contender(OURS_REAL, _ours_step(ours, iter(batches()), dtype, device))
         padding_free = _Contender(OURS_NOPAD, _nopad_step(nopad, shapes(), shape.vocab, dtype, device))
         hf = _Contender(BART_REAL, _bart_step(bart, loader, dtype, device))
-        contenders = [real, padding_free, hf]
+        random_packed = _Contender(OURS_RANDOM, _ours_step(packed, random_batches(), dtype, device, "auto"))
+        random_padded = _Contender(OURS_RANDOM_PADDED, _ours_step(padded, random_batches(), dtype, device, False))
+        contenders = [real, padding_free, random_packed, random_padded, hf]
         for contender in contenders:  # warm-up steps, not counted
             contender.step()
         rounds = 0
         while any(c.seconds < spec.seconds for c in contenders):
             # The two runs of ours take the same shapes in lockstep, and whichever meets a shape first pays its
             # one-time costs (oneDNN builds kernels for it): they take turns (bf16 0.81x -> 0.93x of padding-free).
-            order = contenders if rounds % 2 == 0 else [padding_free, real, hf]
+            order = contenders if rounds % 2 == 0 else [padding_free, real, random_padded, random_packed, hf]
             for contender in order:
                 if contender.seconds < spec.seconds:
                     contender.run_one(device)
