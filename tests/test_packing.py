@@ -6,12 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from enhanced_tx.data.collate import IGNORE_INDEX, Batch
+from enhanced_tx.data.collate import IGNORE_INDEX, Batch, Collator
 from enhanced_tx.errors import EnhancedTxError
 from enhanced_tx.model import LayerNorm, SwiGLU
 from enhanced_tx.model.blocks import PostNorm
 from enhanced_tx.model.packing import Packing, causal_prefix
 from enhanced_tx.training import Trainer
+from enhanced_tx.training.distributed import SingleProcess
+from enhanced_tx.training.evaluator import Evaluator
+from enhanced_tx.training.precision import Precision
 from enhanced_tx.training.step_loss import PACK_MIN_PADDING, batch_flops, micro_batch_loss, packed_positions
 from tests.conftest import make_model
 
@@ -160,3 +163,24 @@ def test_counted_flops_follow_the_path_a_batch_takes() -> None:
     batch.src_mask[:] = True
     batch.labels[batch.labels == IGNORE_INDEX] = 5
     assert batch_flops(model, batch, True) == pytest.approx(padded)  # nothing to skip
+
+
+def test_validation_follows_the_trainers_setting_and_gives_the_same_loss() -> None:
+    """pack_tokens=false keeps validation on the padded path too; auto packs it, for the same val/loss."""
+    g = torch.Generator().manual_seed(8)
+    items = [
+        {"src": torch.randint(4, 97, (int(n),), generator=g), "tgt": torch.randint(4, 97, (int(m),), generator=g)}
+        for n, m in torch.randint(1, 12, (10, 2), generator=g)
+    ]
+    model = make_model("rope")
+    calls: list[bool] = []
+    forward = model.forward
+    model.forward = lambda *args, **kwargs: calls.append("tgt_mask" in kwargs) or forward(*args, **kwargs)
+    losses = {}
+    for pack in (False, "auto"):
+        calls.clear()
+        evaluator = Evaluator(items, Collator(0, 1), batch_size=5, max_batches=None, precision=Precision(),
+                              device=torch.device("cpu"), strategy=SingleProcess(), pack_tokens=pack)  # fmt: skip
+        losses[pack] = evaluator.validation_loss(model)
+        assert calls == [pack == "auto"] * 2, pack
+    assert losses["auto"] == pytest.approx(losses[False], rel=1e-6)

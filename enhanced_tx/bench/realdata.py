@@ -116,8 +116,8 @@ def _autocast(dtype: str, device: torch.device) -> contextlib.AbstractContextMan
 
 
 def _ours_step(
-    model, batches: Iterator, dtype: str, device: torch.device, pack: bool | str = "auto"
-) -> Callable[[], _Step]:  # noqa: ANN001
+    model: torch.nn.Module, batches: Iterator, dtype: str, device: torch.device, pack: bool | str = "auto"
+) -> Callable[[], _Step]:
     optimizer = _optimizer(model.train())
 
     def step() -> _Step:

@@ -12,7 +12,7 @@ from enhanced_tx.data.sampling import EpochBatchSampler
 from enhanced_tx.training.batches import Collator, dataset_lengths
 from enhanced_tx.training.loss import token_loss_sum
 from enhanced_tx.training.precision import Precision
-from enhanced_tx.training.step_loss import packed_positions
+from enhanced_tx.training.step_loss import padding_free_inputs
 from enhanced_tx.training.strategy import Strategy
 
 
@@ -41,10 +41,12 @@ class Evaluator:
         device: torch.device,
         strategy: Strategy,
         max_tokens: int | None = None,  # the training token budget bounds validation batches too
+        pack_tokens: bool | str = "auto",  # trainer.pack_tokens: padding-free batches (training/step_loss.py)
     ) -> None:
         self.val_set, self.collator = val_set, collator
         self.batch_size, self.max_batches, self.max_tokens = batch_size, max_batches, max_tokens
         self.precision, self.device, self.strategy = precision, device, strategy
+        self.pack_tokens = pack_tokens
 
     def validation_loss(self, model: nn.Module) -> float:
         return self.totals(model).loss
@@ -58,12 +60,9 @@ class Evaluator:
             if self.max_batches is not None and i >= self.max_batches:
                 break
             batch = self.collator([self.val_set[j] for j in indices]).to(self.device)
-            positions = packed_positions(model, batch, "auto")  # padding-free where it pays, as in training
-            labels = batch.labels if positions is None else batch.labels[positions]
+            labels, packing = padding_free_inputs(model, batch, self.pack_tokens)  # as training computes
             with self.precision.autocast(self.device):
-                logits = model(
-                    batch.src, batch.tgt_in, batch.src_mask, **({} if positions is None else {"tgt_mask": positions})
-                )
+                logits = model(batch.src, batch.tgt_in, batch.src_mask, **packing)
             # over the real vocabulary, as in training (a wrapped model without `vocab_size`: all logits)
             summed = token_loss_sum(logits, labels, vocab_size=getattr(model, "vocab_size", None))
             sums += torch.stack([summed.double(), batch.num_tgt_tokens.double(),

@@ -109,7 +109,8 @@ def build_run(trainer: Trainer, parts: TrainingParts) -> LiveRun:
     logger.summary({"precision": parts.precision.name})  # the resolved one (precision=auto: fp32 or bf16)
     evaluator = Evaluator(parts.val_set, parts.collator, batch_size=trainer.batch_size,
                           max_batches=trainer.eval_batches, precision=parts.precision, device=device,
-                          strategy=strategy, max_tokens=parts.max_tokens_per_batch)  # fmt: skip
+                          strategy=strategy, max_tokens=parts.max_tokens_per_batch,
+                          pack_tokens=trainer.pack_tokens)  # fmt: skip
     ctx = LoopContext(model, state, logger, strategy, evaluator, parts.precision, device, RunFolder(parts.run_dir),
                       monitor_name=trainer.monitor.name)  # fmt: skip
     peak = trainer.peak_flops or measure_matmul_peak(device, parts.precision.dtype)

@@ -59,6 +59,15 @@ def packed_positions(model: nn.Module, batch: Any, pack: bool | str) -> torch.Te
     return positions
 
 
+def padding_free_inputs(model: nn.Module, batch: Any, pack: bool | str) -> tuple[torch.Tensor, dict]:
+    """(the labels the loss compares with, the extra forward arguments): (B, T) and none on the padded path,
+    the labels at `packed_positions` (N,) and its `tgt_mask` on the padding-free one."""
+    positions = packed_positions(model, batch, pack)
+    if positions is None:
+        return batch.labels, {}
+    return batch.labels[positions], {"tgt_mask": positions}
+
+
 def batch_flops(model: nn.Module, batch: Any, pack: bool | str) -> float:
     """Forward matmul FLOPs of a micro-batch as it runs: at its padded shapes, or on the padding-free path at
     its real tokens' mean lengths (exact for the position-wise layers; attention, which runs padded, near)."""
@@ -85,9 +94,7 @@ def micro_batch_loss(
     vocabulary size, head weight and linear backend). Call it under the precision's autocast. `pack`: see
     `packed_positions` (false under torch.compile, whose shapes would change with every batch's token count).
     """
-    positions = packed_positions(model, batch, pack)
-    labels = batch.labels if positions is None else batch.labels[positions]  # (B, T) or (N,)
-    packing = {} if positions is None else {"tgt_mask": positions}
+    labels, packing = padding_free_inputs(model, batch, pack)  # (B, T) and {}, or (N,) and its tgt_mask
     rows = chunks_for(model, labels.numel(), chunk_tokens)
     if rows is not None:
         hidden = forward(batch.src, batch.tgt_in, batch.src_mask, hidden=True, **packing)
