@@ -8,6 +8,10 @@ Tokens/s counts the returned tokens (batch x new tokens) over the whole call, en
 Ours is measured twice: `generate()` as called once (it packs the weights into oneDNN's layout inside the
 call, about 1 s for the small model on one thread), and inside one outer `packed_weights()` block, as a
 process that generates many batches with the same weights keeps them packed.
+
+After the timed calls, one more call of each contender runs under `MatmulTimer`: the seconds its matmuls
+take (`matmul_s`). BART's best call over our matmul seconds is the ceiling of the beam goals: the ratio we
+would reach if nothing but our matmuls took any time.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 from torch import Tensor
 
 from enhanced_tx.bench.generation import hf_generator, ours_generator
+from enhanced_tx.bench.matmul_time import matmul_seconds
 from enhanced_tx.bench.peers import BART, OURS, Contender
 from enhanced_tx.bench.timing import Samples, time_once
 from enhanced_tx.generation import BeamSearch
@@ -38,6 +43,7 @@ class BeamResult:
     tokens_per_s: float
     call_s: float
     ms_per_step: float
+    matmul_s: float | None = None  # seconds the call spends in matmul ops (one untimed call, instrumented)
 
 
 def beam_runners(contenders: list[Contender]) -> dict[str, Callable[[Tensor, int], Tensor]]:
@@ -76,7 +82,16 @@ def measure_beam(
                 if name == OURS_PACKED_ONCE:
                     run(src, 1)  # packs the weights, untimed; the timed call below finds them packed
                 samples[name].add(time_once(lambda run=run: run(src, new_tokens), device))
+    matmul_s = {}
+    if device.type == "cpu":  # elsewhere ops run asynchronously: wall time around an op is not its time
+        for name, run in runners.items():
+            with packed_weights() if name == OURS_PACKED_ONCE else contextlib.nullcontext():
+                if name == OURS_PACKED_ONCE:
+                    run(src, 1)
+                matmul_s[name] = matmul_seconds(lambda run=run: run(src, new_tokens))
     return [
-        BeamResult(size, batch, name, batch * new_tokens / s.best, s.best, 1e3 * s.best / new_tokens)
+        BeamResult(
+            size, batch, name, batch * new_tokens / s.best, s.best, 1e3 * s.best / new_tokens, matmul_s.get(name)
+        )
         for name, s in samples.items()
     ]
