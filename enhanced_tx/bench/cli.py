@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile every contender's forward")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny only, 1 step, 8 new tokens, batch 1")
     p.add_argument(
-        "--linear-backend", choices=LINEAR_BACKENDS, default="auto", help="our model's CPU GEMMs (auto: measured per machine and shape)"
+        "--linear-backend", choices=LINEAR_BACKENDS, default="auto", help="our model's CPU GEMMs (auto: measured)"
     )
     p.add_argument(
         "--optimizer", choices=OPTIMIZERS, default="fused", help="AdamW implementation, every contender alike"
