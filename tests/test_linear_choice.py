@@ -64,3 +64,58 @@ def test_auto_follows_the_cached_choice_with_the_same_numbers(cache, choice, one
     reference = F.linear(x.detach(), weight.detach())
     torch.testing.assert_close(y.detach(), reference, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x.grad, torch.ones(5, 40) @ weight.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_inference_rows_are_bucketed_to_the_next_power_of_two_up_to_512():
+    buckets = [linear_choice.rows_bucket(rows) for rows in (0, 1, 2, 5, 8, 9, 40, 512, 600)]
+    assert buckets == [1, 1, 2, 8, 8, 16, 64, 512, 512]
+
+
+def test_an_inference_choice_is_measured_once_per_rows_bucket_and_then_read_from_the_file(cache, monkeypatch):
+    calls = []
+
+    def fake_measure(k, n, dtype, rows, candidates):
+        calls.append(rows)
+        return {"default": 1.0, "onednn_packed": 0.5} if rows > 1 else {"default": 1.0, "onednn_packed": 2.0}
+
+    monkeypatch.setattr(linear_choice, "measure_inference", fake_measure)
+    candidates = {"default": None, "onednn_packed": None}
+    picks = [linear_choice.choose_inference(32, 64, torch.float32, rows, candidates) for rows in (1, 5, 7, 1, 40)]
+    assert picks == ["default", "onednn_packed", "onednn_packed", "default", "onednn_packed"]
+    assert calls == [1, 8, 64]  # timed at the bucket's size, once per bucket
+    saved = json.loads(cache.read_text())[linear_choice.machine_key()]
+    assert saved["inference float32 32x64 rows<=8"]["choice"] == "onednn_packed"
+    assert saved["inference float32 32x64 rows<=1"]["choice"] == "default"
+
+    linear_choice.set_cache_dir(cache.parent)  # a new process on the same machine: the file answers
+    monkeypatch.setattr(linear_choice, "measure_inference", lambda *a: pytest.fail("measured again"))
+    assert linear_choice.choose_inference(32, 64, torch.float32, 6, candidates) == "onednn_packed"
+
+
+def test_measure_inference_times_each_candidate_on_the_weight_it_prepared():
+    prepared = []
+
+    def prepare(weight):
+        prepared.append(tuple(weight.shape))
+        return lambda x: F.linear(x, weight)
+
+    seconds = linear_choice.measure_inference(32, 64, torch.float32, 8, {"default": prepare, "other": prepare})
+    assert prepared == [(64, 32), (64, 32)]  # once each, before the timing
+    assert set(seconds) == {"default", "other"} and all(0 < s < 1 for s in seconds.values())
+
+
+@pytest.mark.parametrize("choice, packs", [("default", False), ("onednn_packed", True)])
+def test_decoding_with_auto_follows_the_cached_choice_for_its_rows(cache, choice, packs):
+    from enhanced_tx.model import linear as linear_module
+
+    shape = "inference float32 48x80 rows<=8"
+    cache.write_text(json.dumps({linear_choice.machine_key(): {shape: {"choice": choice, "seconds": {}}}}))
+    x, weight = torch.randn(5, 1, 48), torch.nn.Parameter(torch.randn(80, 48))
+    with torch.inference_mode(), linear_module.packed_weights():
+        y = linear(x, weight, "auto")
+        assert bool(linear_module._packed_cache()) == packs  # a packed copy only where packing was chosen
+    reference = F.linear(x, weight.detach())
+    if packs:
+        torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
+    else:
+        assert torch.equal(y, reference)  # F.linear itself

@@ -2,8 +2,9 @@
 
 `backend="auto"` (the model's default) is the fastest choice for the tensors at hand: on CPUs, fp32 matmuls
 outside `packed_weights()` take whichever of `"onednn"` and `"default"` measured faster for the weight's shape
-on this machine (`linear_choice`: timed once, cached per machine), decoding inside `packed_weights()` takes
-oneDNN's packed weights, and everything else (GPUs, autocast, torch.compile) takes `F.linear`.
+on this machine (`linear_choice`: timed once, cached per machine); decoding inside `packed_weights()` takes
+whichever of `F.linear` and oneDNN with packed weights measured faster for the weight's shape and the number
+of rows (`linear_choice.choose_inference`); everything else (GPUs, autocast, torch.compile) takes `F.linear`.
 
 `backend="default"` is `F.linear`: PyTorch's own dispatch (MKL sgemm for fp32 on x86 CPUs, oneDNN for
 bf16, cuBLAS on GPUs).
@@ -14,10 +15,12 @@ kernels use AVX-512 on CPUs where MKL falls back to its AVX2 code path (AMD EPYC
 - training, fp32: the forward and the input gradient in oneDNN; the weight gradient (grad_y^T @ x, both
   operands transposed) stays with MKL, which handles transposed operands without copies.
 - inference inside `packed_weights()` (as in `generate()`), fp32 or bf16 weights: oneDNN with each weight
-  prepacked once into oneDNN's blocked layout. Matrix-vector products of incremental decoding run about
-  2x faster than with MKL. The packed copies live only until the outermost `packed_weights()` exits, so
-  they never outlive the weights they copy: optimizer steps (the fused AdamW updates in place without
-  bumping a tensor's version) happen outside, and the extra memory is returned after each generate().
+  prepacked once into oneDNN's blocked layout. On an AMD EPYC matrix-vector products of incremental
+  decoding run about 2x faster than with MKL; on an Intel Xeon one row is faster with MKL and 5-40 rows
+  (beams) 1.5-2.3x faster packed, hence "auto" measures. The packed copies live only until the outermost
+  `packed_weights()` exits, so they never outlive the weights they copy: optimizer steps (the fused AdamW
+  updates in place without bumping a tensor's version) happen outside, and the extra memory is returned
+  after each generate().
   Elsewhere in inference mode fp32 weights take oneDNN unpacked.
 
 oneDNN changes only the summation order of the products: results agree with the default to fp32
@@ -30,20 +33,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from enhanced_tx.model.linear_choice import choose
+from enhanced_tx.model.linear_choice import choose, choose_inference
 from enhanced_tx.model.recompute import low_precision_weight
 
 LINEAR_BACKENDS = ("auto", "default", "onednn")
 _ONEDNN_BACKENDS = ("auto", "onednn")
 _PACKED_DTYPES = (torch.float32, torch.bfloat16)
-# In inference, weights below this size stay in the cache between calls, where oneDNN's fixed cost per call
-# (~15 us) outweighs its faster inner loop: they take F.linear.
+# backend="onednn" in inference: weights below this size stay in the cache between calls, where oneDNN's fixed
+# cost per call (~15 us) outweighs its faster inner loop: they take F.linear. ("auto" measures instead.)
 _SMALL_WEIGHT_BYTES = 1 << 20
 
 
@@ -132,6 +135,19 @@ def _packed(weight: Tensor) -> Tensor:
     return entry[2]
 
 
+def _packed_mm(x: Tensor, weight: Tensor) -> Tensor:
+    return _onednn_mm(x.contiguous(), _packed(weight))
+
+
+def _prepare_packed(weight: Tensor) -> Callable[[Tensor], Tensor]:
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight)
+    return lambda x: _onednn_mm(x, packed)
+
+
+# What choose_inference measures: a weight -> its matmul (packing a copy first, as decoding does)
+_INFERENCE_CANDIDATES = {"default": lambda weight: lambda x: F.linear(x, weight), "onednn_packed": _prepare_packed}
+
+
 def _on_cpu(x: Tensor, weight: Tensor) -> bool:
     return (
         x.device.type == "cpu"
@@ -147,9 +163,14 @@ def linear(x: Tensor, weight: Tensor, backend: str = "default") -> Tensor:
     if backend in _ONEDNN_BACKENDS and _on_cpu(x, weight):
         packable = weight.dtype in _PACKED_DTYPES and not weight.is_inference()
         if packable and _packing_depth() and torch.is_inference_mode_enabled():
+            if backend == "auto":
+                rows, (n, k) = x.numel() // max(x.shape[-1], 1), weight.shape
+                if choose_inference(k, n, weight.dtype, rows, _INFERENCE_CANDIDATES) == "default":
+                    return F.linear(x, weight)
+                return _packed_mm(x, weight)
             if weight.numel() * weight.element_size() < _SMALL_WEIGHT_BYTES:
                 return F.linear(x, weight)
-            return _onednn_mm(x.contiguous(), _packed(weight))
+            return _packed_mm(x, weight)
         if weight.dtype == torch.float32:
             if backend == "auto" and choose(weight.shape[1], weight.shape[0], weight.dtype, _CANDIDATES) == "default":
                 return F.linear(x, weight)

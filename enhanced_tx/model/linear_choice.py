@@ -6,6 +6,14 @@ are 1.3-2x faster; on Intel Xeons MKL has AVX-512 too, and the tiny model's fp32
 shape (256 rows) with each candidate, alternating, best of 3, and keeps the faster one; a candidate must
 win by 3% to replace PyTorch's default, so "auto" is never measurably slower than `F.linear`.
 
+Inference matmuls inside `packed_weights()` (decoding) are chosen per number of rows too
+(`choose_inference`), between `F.linear` and oneDNN with the weight packed: which wins depends on the CPU
+and the rows. On an AMD EPYC packed oneDNN is about 2x MKL even for one row; on an Intel Xeon (AVX-512,
+AMX) MKL wins at one row (packed 0.7-0.9x) and packed oneDNN at 5-40 rows (1.1-2.3x), while weights under
+1 MB take MKL at up to 8 rows. Rows are bucketed to the next power of two (at most 512) and timed at the
+bucket's size, forward only, alternately, best of 3 samples of at least 1 ms each; packed oneDNN must win
+by the same 3%.
+
 Choices are kept per process and in a JSON file per machine (CPU model, its vector extensions, torch version,
 thread count) under the cache directory (`ENHANCED_TX_CACHE`, else ~/.cache/enhanced_tx, as
 `paths.cache_dir`; `set_cache_dir` points it elsewhere), so a later run on the same machine measures nothing.
@@ -26,8 +34,11 @@ from torch import Tensor
 Matmul = Callable[[Tensor, Tensor], Tensor]  # (x [M, K], weight [N, K]) -> [M, N], differentiable
 MARGIN = 1.03  # a candidate replaces the default only when this much faster
 ROWS, REPEATS = 256, 3
+MAX_INFERENCE_ROWS = 512
+SAMPLE_S = 1e-3  # an inference sample repeats the call until it lasts this long: small matmuls take microseconds
 
-_choices: dict[tuple[int, int, torch.dtype, int], str] = {}  # (K, N, dtype, threads) -> backend
+# (K, N, dtype, threads) -> backend, and (K, N, dtype, threads, rows bucket) -> backend for inference
+_choices: dict[tuple, str] = {}
 _machines: dict[int, str] = {}  # threads -> machine_key()
 _cache_dir: Path | None = None
 
@@ -127,20 +138,73 @@ def _write(machine: str, shape: str, choice: str, seconds: dict[str, float], nam
         pass  # a read-only cache directory: the choice still holds for this process
 
 
+def rows_bucket(rows: int) -> int:
+    """The row count an inference matmul of `rows` rows is measured at: the next power of two, at most 512."""
+    return min(1 << max(rows - 1, 0).bit_length(), MAX_INFERENCE_ROWS)
+
+
+Prepare = Callable[[Tensor], Callable[[Tensor], Tensor]]  # weight [N, K] -> (x [M, K] -> x @ weight^T)
+
+
+def measure_inference(
+    k: int, n: int, dtype: torch.dtype, rows: int, candidates: dict[str, Prepare]
+) -> dict[str, float]:
+    """Best seconds per forward call of `rows` rows per candidate. A candidate is given the weight once and
+    returns its matmul by it, so one that packs the weight packs it before the timing, as decoding does."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, k, generator=generator).to(dtype)
+    weight = torch.randn(n, k, generator=generator).to(dtype)
+    calls = {name: prepare(weight) for name, prepare in candidates.items()}
+    repeats = {}
+    for name, call in calls.items():  # warm-up, then how many calls make a sample of SAMPLE_S
+        call(x)
+        start = time.perf_counter()
+        call(x)
+        repeats[name] = max(1, min(1000, int(SAMPLE_S / max(time.perf_counter() - start, 1e-7))))
+    best = {name: float("inf") for name in calls}
+    for _ in range(REPEATS):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            for _ in range(repeats[name]):
+                call(x)
+            best[name] = min(best[name], (time.perf_counter() - start) / repeats[name])
+    return best
+
+
 def choose(k: int, n: int, dtype: torch.dtype, candidates: dict[str, Matmul]) -> str:
-    """The backend for a [N, K] weight of `dtype` on this machine: remembered, read from the cache file, or
-    measured now (then written there)."""
-    key = (k, n, dtype, torch.get_num_threads())
+    """The backend for a [N, K] weight of `dtype` in training on this machine: remembered, read from the cache
+    file, or measured now on a forward + backward (then written there)."""
+
+    def measure_now() -> dict[str, float]:
+        with torch.inference_mode(False), torch.enable_grad():
+            return measure(k, n, dtype, candidates)
+
+    shape = f"{str(dtype).removeprefix('torch.')} {k}x{n}"
+    return _choice((k, n, dtype, torch.get_num_threads()), shape, candidates, measure_now)
+
+
+def choose_inference(k: int, n: int, dtype: torch.dtype, rows: int, candidates: dict[str, Prepare]) -> str:
+    """The backend for an inference matmul of `rows` rows by a [N, K] weight of `dtype` on this machine."""
+    bucket = rows_bucket(rows)
+
+    def measure_now() -> dict[str, float]:
+        with torch.inference_mode():
+            return measure_inference(k, n, dtype, bucket, candidates)
+
+    shape = f"inference {str(dtype).removeprefix('torch.')} {k}x{n} rows<={bucket}"
+    return _choice((k, n, dtype, torch.get_num_threads(), bucket), shape, candidates, measure_now)
+
+
+def _choice(key: tuple, shape: str, candidates: dict, measure_now: Callable[[], dict[str, float]]) -> str:
+    """Remembered in the process, else read from this machine's cache file, else measured and written there."""
     choice = _choices.get(key)
     if choice is None:
-        machine, shape = machine_key(), f"{str(dtype).removeprefix('torch.')} {k}x{n}"
-        saved = _read().get(machine, {}).get(shape)
+        saved = _read().get(machine_key(), {}).get(shape)
         if saved is not None and saved.get("choice") in candidates:
             choice = saved["choice"]
         else:
-            with torch.inference_mode(False), torch.enable_grad():
-                seconds = measure(k, n, dtype, candidates)
+            seconds = measure_now()
             choice = pick(seconds)
-            _write(machine, shape, choice, seconds)
+            _write(machine_key(), shape, choice, seconds)
         _choices[key] = choice
     return choice
