@@ -235,9 +235,11 @@ def generation_levers(
     ours = build_ours(shape, linear_backend="onednn")
     ours.model.to(device)
     mkl = _with_linear_backend(ours, "default")
+    measured = _with_linear_backend(ours, "auto")
     runners = [
         Runner("fp32, MKL (default)", "fp32", generator_for(mkl, "fp32")),
         Runner("fp32, oneDNN", "fp32", generator_for(ours, "fp32")),
+        Runner("fp32, auto", "fp32", generator_for(measured, "fp32")),
         Runner("bf16 weights, oneDNN", "bf16", generator_for(ours, "bf16")),
     ]
     if device.type == "cpu" and shape.name == "tiny":  # the whole prefix every step is quadratic: tiny only
@@ -252,6 +254,7 @@ def generation_levers(
             out.append(LeverResult(name, shape.name, setting, metric, v[on], v[off]))
 
         lever("fp32 GEMM backend (decoding)", "oneDNN, packed weights", "fp32, oneDNN", "fp32, MKL (default)")
+        lever("fp32 GEMM backend (decoding)", "auto: measured per shape, rows", "fp32, auto", "fp32, MKL (default)")
         lever("bf16 weights (decoding)", "bf16 vs fp32 weights", "bf16 weights, oneDNN", "fp32, oneDNN")
         if "fp32, no KV cache" in v:
             lever("static KV cache (decoding)", "cache vs recompute", "fp32, oneDNN", "fp32, no KV cache")
