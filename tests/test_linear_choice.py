@@ -111,11 +111,15 @@ def test_decoding_with_auto_follows_the_cached_choice_for_its_rows(cache, choice
     shape = "inference float32 48x80 rows<=8"
     cache.write_text(json.dumps({linear_choice.machine_key(): {shape: {"choice": choice, "seconds": {}}}}))
     x, weight = torch.randn(5, 1, 48), torch.nn.Parameter(torch.randn(80, 48))
+    reference = F.linear(x, weight.detach())
     with torch.inference_mode(), linear_module.packed_weights():
+        first = linear(x, weight, "auto")
+        assert not linear_module._packed_cache()  # a weight's first use in the block is not worth packing
+        assert torch.equal(first, reference)  # F.linear itself
         y = linear(x, weight, "auto")
         assert bool(linear_module._packed_cache()) == packs  # a packed copy only where packing was chosen
-    reference = F.linear(x, weight.detach())
+    assert not (linear_module._packed_cache() or linear_module._seen() or linear_module._memo())  # forgotten on exit
     if packs:
         torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
     else:
-        assert torch.equal(y, reference)  # F.linear itself
+        assert torch.equal(y, reference)

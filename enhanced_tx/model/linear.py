@@ -115,6 +115,33 @@ def packed_weights() -> Iterator[None]:
         _local.depth -= 1
         if _local.depth == 0:
             _packed_cache().clear()
+            _seen().clear()
+            _memo().clear()
+
+
+def _memo() -> dict[tuple[int, int], str]:
+    """(id(weight), rows) -> decoding choice, for this thread's outermost packed_weights() block."""
+    if not hasattr(_local, "memo"):
+        _local.memo = {}
+    return _local.memo
+
+
+def _seen() -> set[int]:
+    """ids of the weights this thread's outermost packed_weights() block has multiplied by so far."""
+    if not hasattr(_local, "seen"):
+        _local.seen = set()
+    return _local.seen
+
+
+def _used_before(weight: Tensor) -> bool:
+    """False on a weight's first matmul in the block (and marks it): packing costs 10-25 matmuls of a few rows,
+    so a weight used once per generate() (the encoder's, the cross-attention key/value projections) is not
+    worth packing; a decoder weight is packed at its second step and reused every step after."""
+    seen = _seen()
+    if id(weight) in seen:
+        return True
+    seen.add(id(weight))
+    return False
 
 
 def _packed(weight: Tensor) -> Tensor:
@@ -148,14 +175,30 @@ def _prepare_packed(weight: Tensor) -> Callable[[Tensor], Tensor]:
 _INFERENCE_CANDIDATES = {"default": lambda weight: lambda x: F.linear(x, weight), "onednn_packed": _prepare_packed}
 
 
+_MKLDNN = torch.backends.mkldnn.is_available()
+
+
 def _on_cpu(x: Tensor, weight: Tensor) -> bool:
     return (
-        x.device.type == "cpu"
+        _MKLDNN
+        and x.device.type == "cpu"
         and x.dtype == weight.dtype
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
-        and torch.backends.mkldnn.is_available()
     )
+
+
+def _decoding_choice(x: Tensor, weight: Tensor) -> str:
+    """ "default" or "onednn_packed" for this weight at x's rows inside packed_weights(), memoised per block:
+    a decoding step asks once per linear, and the measured choice only needs looking up once."""
+    rows = x.numel() // max(x.shape[-1], 1)
+    memo = _memo()
+    key = (id(weight), rows)
+    choice = memo.get(key)
+    if choice is None:
+        n, k = weight.shape
+        choice = memo[key] = choose_inference(k, n, weight.dtype, rows, _INFERENCE_CANDIDATES)
+    return choice
 
 
 def linear(x: Tensor, weight: Tensor, backend: str = "default") -> Tensor:
@@ -164,10 +207,9 @@ def linear(x: Tensor, weight: Tensor, backend: str = "default") -> Tensor:
         packable = weight.dtype in _PACKED_DTYPES and not weight.is_inference()
         if packable and _packing_depth() and torch.is_inference_mode_enabled():
             if backend == "auto":
-                rows, (n, k) = x.numel() // max(x.shape[-1], 1), weight.shape
-                if choose_inference(k, n, weight.dtype, rows, _INFERENCE_CANDIDATES) == "default":
+                if _decoding_choice(x, weight) == "default":
                     return F.linear(x, weight)
-                return _packed_mm(x, weight)
+                return _packed_mm(x, weight) if _used_before(weight) else F.linear(x, weight)
             if weight.numel() * weight.element_size() < _SMALL_WEIGHT_BYTES:
                 return F.linear(x, weight)
             return _packed_mm(x, weight)

@@ -186,13 +186,17 @@ def choose(k: int, n: int, dtype: torch.dtype, candidates: dict[str, Matmul]) ->
 def choose_inference(k: int, n: int, dtype: torch.dtype, rows: int, candidates: dict[str, Prepare]) -> str:
     """The backend for an inference matmul of `rows` rows by a [N, K] weight of `dtype` on this machine."""
     bucket = rows_bucket(rows)
+    key = (k, n, dtype, torch.get_num_threads(), bucket)
+    choice = _choices.get(key)  # the path of every decoding step: no string or closure is built
+    if choice is not None:
+        return choice
 
     def measure_now() -> dict[str, float]:
         with torch.inference_mode():
             return measure_inference(k, n, dtype, bucket, candidates)
 
     shape = f"inference {str(dtype).removeprefix('torch.')} {k}x{n} rows<={bucket}"
-    return _choice((k, n, dtype, torch.get_num_threads(), bucket), shape, candidates, measure_now)
+    return _choice(key, shape, candidates, measure_now)
 
 
 def _choice(key: tuple, shape: str, candidates: dict, measure_now: Callable[[], dict[str, float]]) -> str:
