@@ -61,8 +61,8 @@ def main() -> None:
             cells = []
             for rows in ROWS:
                 x = torch.randn(rows, 1, k)
-                mkl = best_us(lambda x=x: F.linear(x, weight))
-                pk = best_us(lambda x=x: onednn(x, packed, None, "none", [], ""))
+                mkl = best_us(lambda x=x, w=weight: F.linear(x, w))
+                pk = best_us(lambda x=x, p=packed: onednn(x, p, None, "none", [], ""))
                 cells.append(f"{mkl:,.0f} / {pk:,.0f} ({mkl / pk:.2f}x)")
             print(f"| {k} x {n} ({what}) | " + " | ".join(cells) + f" | {pack_ms:.1f} ms |", flush=True)
 
