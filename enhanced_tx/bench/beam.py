@@ -5,9 +5,9 @@ Both sides search with the same settings (5 beams, length_penalty=1.0, early_sto
 step), BART with `min_new_tokens == max_new_tokens` (EOS suppressed, the same rule) and no forced EOS.
 Tokens/s counts the returned tokens (batch x new tokens) over the whole call, encoder included.
 
-Ours is measured twice: `generate()` as called once (it packs the weights into oneDNN's layout inside the
-call, about 1 s for the small model on one thread), and inside one outer `packed_weights()` block, as a
-process that generates many batches with the same weights keeps them packed.
+Ours is measured twice: `generate()` as called once (it packs the weights `linear_backend=auto` chose to pack
+into oneDNN's layout inside the call: up to ~1 s for the small model on one thread), and inside one outer
+`packed_weights()` block, as a process that generates many batches with the same weights keeps them packed.
 
 After the timed calls, one more call of each contender runs under `MatmulTimer`: the seconds its matmuls
 take (`matmul_s`). BART's best call over our matmul seconds is the ceiling of the beam goals: the ratio we

@@ -117,7 +117,6 @@ def beam_table(results: Results) -> Table:
             "-" if r.matmul_s is None else fmt(1e3 * r.matmul_s / config.get("beam_new_tokens", 1), 1),
             ratio(r.tokens_per_s, ref and ref.tokens_per_s),
         )
-    config = results.config
     table.notes.append(
         f"fp32, {config.get('beam_new_tokens')} steps from a {config.get('beam_src_len')}-token source; tok/s = batch "
         "x steps / best whole call. ours: generate() packing its weights inside the call; ours (packed once): "

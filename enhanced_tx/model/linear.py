@@ -4,7 +4,8 @@
 outside `packed_weights()` take whichever of `"onednn"` and `"default"` measured faster for the weight's shape
 on this machine (`linear_choice`: timed once, cached per machine); decoding inside `packed_weights()` takes
 whichever of `F.linear` and oneDNN with packed weights measured faster for the weight's shape and the number
-of rows (`linear_choice.choose_inference`); everything else (GPUs, autocast, torch.compile) takes `F.linear`.
+of rows (`linear_choice.choose_inference`; packed from a weight's second use in the block on); everything
+else (GPUs, autocast, torch.compile) takes `F.linear`.
 
 `backend="default"` is `F.linear`: PyTorch's own dispatch (MKL sgemm for fp32 on x86 CPUs, oneDNN for
 bf16, cuBLAS on GPUs).
@@ -189,8 +190,8 @@ def _on_cpu(x: Tensor, weight: Tensor) -> bool:
 
 
 def _decoding_choice(x: Tensor, weight: Tensor) -> str:
-    """ "default" or "onednn_packed" for this weight at x's rows inside packed_weights(), memoised per block:
-    a decoding step asks once per linear, and the measured choice only needs looking up once."""
+    """The measured choice ("default" or "onednn_packed") for this weight at x's rows inside packed_weights(),
+    memoised per block: every decoding step asks for every linear, and the lookup is the slow part."""
     rows = x.numel() // max(x.shape[-1], 1)
     memo = _memo()
     key = (id(weight), rows)
