@@ -89,10 +89,11 @@ class BeamSearch(Sampler):
             logprobs = stepper(tokens).log_softmax(-1)  # (B*K, V)
             logprobs = apply_processors(self.processors, logprobs, live.view(b * k, t_max)[:, :step])
             v = logprobs.shape[-1]
-            totals = (live_scores[:, :, None] + logprobs.view(b, k, v)).view(b, k * v)  # (B, K*V)
+            # in place: the same sums as a new tensor (addition commutes), without a fresh (B*K, V) buffer per step
+            totals = logprobs.view(b, k, v).add_(live_scores[:, :, None]).view(b, k * v)  # (B, K*V)
             cand_scores, cand = totals.topk(2 * k, dim=-1)  # (B, 2K), best first
             parent, token = cand // v, cand % v  # (B, 2K) each
-            cand_seqs = _take(live, parent).clone()  # (B, 2K, T)
+            cand_seqs = _take(live, parent)  # (B, 2K, T), a new tensor (gather)
             cand_seqs[:, :, step] = token
             ends = (token == eos_id) | (step == t_max - 1)  # (B, 2K)
 
