@@ -118,7 +118,7 @@ def test_decoding_with_auto_follows_the_cached_choice_for_its_rows(cache, choice
         assert torch.equal(first, reference)  # F.linear itself
         y = linear(x, weight, "auto")
         assert bool(linear_module._packed_cache()) == packs  # a packed copy only where packing was chosen
-    assert not (linear_module._packed_cache() or linear_module._seen() or linear_module._memo())  # forgotten on exit
+    assert not (linear_module._packed_cache() or linear_module._seen())  # both forgotten on exit
     if packs:
         torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
     else:

@@ -117,14 +117,6 @@ def packed_weights() -> Iterator[None]:
         if _local.depth == 0:
             _packed_cache().clear()
             _seen().clear()
-            _memo().clear()
-
-
-def _memo() -> dict[tuple[int, int], str]:
-    """(id(weight), rows) -> decoding choice, for this thread's outermost packed_weights() block."""
-    if not hasattr(_local, "memo"):
-        _local.memo = {}
-    return _local.memo
 
 
 def _seen() -> set[int]:
@@ -173,7 +165,7 @@ def _prepare_packed(weight: Tensor) -> Callable[[Tensor], Tensor]:
 
 
 # What choose_inference measures: a weight -> its matmul (packing a copy first, as decoding does)
-_INFERENCE_CANDIDATES = {"default": lambda weight: lambda x: F.linear(x, weight), "onednn_packed": _prepare_packed}
+INFERENCE_CANDIDATES = {"default": lambda weight: lambda x: F.linear(x, weight), "onednn_packed": _prepare_packed}
 
 
 _MKLDNN = torch.backends.mkldnn.is_available()
@@ -189,28 +181,17 @@ def _on_cpu(x: Tensor, weight: Tensor) -> bool:
     )
 
 
-def _decoding_choice(x: Tensor, weight: Tensor) -> str:
-    """The measured choice ("default" or "onednn_packed") for this weight at x's rows inside packed_weights(),
-    memoised per block: every decoding step asks for every linear, and the lookup is the slow part."""
-    rows = x.numel() // max(x.shape[-1], 1)
-    memo = _memo()
-    key = (id(weight), rows)
-    choice = memo.get(key)
-    if choice is None:
-        n, k = weight.shape
-        choice = memo[key] = choose_inference(k, n, weight.dtype, rows, _INFERENCE_CANDIDATES)
-    return choice
-
-
 def linear(x: Tensor, weight: Tensor, backend: str = "default") -> Tensor:
     """`F.linear(x, weight)` (no bias) through the chosen backend."""
     if backend in _ONEDNN_BACKENDS and _on_cpu(x, weight):
         packable = weight.dtype in _PACKED_DTYPES and not weight.is_inference()
         if packable and _packing_depth() and torch.is_inference_mode_enabled():
             if backend == "auto":
-                if _decoding_choice(x, weight) == "default":
+                (n, k), rows = weight.shape, x.numel() // max(x.shape[-1], 1)
+                choice = choose_inference(k, n, weight.dtype, rows, INFERENCE_CANDIDATES)
+                if choice == "default" or not _used_before(weight):
                     return F.linear(x, weight)
-                return _packed_mm(x, weight) if _used_before(weight) else F.linear(x, weight)
+                return _packed_mm(x, weight)
             if weight.numel() * weight.element_size() < _SMALL_WEIGHT_BYTES:
                 return F.linear(x, weight)
             return _packed_mm(x, weight)
