@@ -43,8 +43,9 @@ def main() -> None:
     print("|---" * (len(ROWS) + 2) + "|")
     with torch.inference_mode():
         for k, n, what in SHAPES:
+            weight = torch.randn(n, k)
             start = time.perf_counter()
-            torch.ops.mkldnn._reorder_linear_weight(torch.randn(n, k))
+            torch.ops.mkldnn._reorder_linear_weight(weight)
             pack_ms = (time.perf_counter() - start) * 1e3
             cells = []
             for rows in ROWS:
