@@ -204,10 +204,12 @@ def training_levers(
     checkpointed.model.set_gradient_checkpointing(True)
     ab("gradient checkpointing (its cost)", "fp32", ("checkpointing", checkpointed, opts),
        ("no checkpointing", _copy(ours), opts))  # fmt: skip
-    stored = _copy(ours)
-    stored.model.recompute_pointwise = False
+    del checkpointed
     for dtype in ("fp32", "bf16"):
+        stored = _copy(ours)
+        stored.model.recompute_pointwise = False
         ab("pointwise recompute (its cost)", dtype, ("recompute", _copy(ours), opts), ("stored", stored, opts))
+        del stored
     if device.type == "cpu" and sys.platform == "linux":
         out += allocator_levers(shape, steps, linear_backend, optimizer)
     if compile:
