@@ -178,6 +178,40 @@ def test_cache_reorders_in_a_row_match_the_full_forward_of_each_rows_history(max
     assert cache.offset == 6
 
 
+def test_beams_share_their_sources_cross_keys_until_a_reorder_mixes_sources(attention):
+    """Beam-style reorders (k rows per source, then reorders within each source) keep one copy of each source's
+    cross keys/values, whose rows attend together; a reorder that mixes sources copies them out per row. Every
+    step's logits equal a full forward over each row's history, with padded sources and every head layout."""
+    model = make_model(attention=attention)
+    src = torch.randint(1, 97, (2, 7))
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        cache = model.init_cache(model.encode(src, mask), mask, max_len=8)
+        history, source = torch.randint(1, 97, (2, 1), generator=generator), torch.arange(2)
+        model.decode_step(history, cache)
+        # (index, rows per source after it, tokens fed next): a 2-token chunk checks the queries' order
+        steps = [([0, 0, 0, 1, 1, 1], 3, 1), ([2, 0, 0, 4, 3, 5], 3, 2), ([1, 1, 2, 3, 5, 5], 3, 1), ([5, 0, 2, 4], 1, 1)]
+        for index, rows_per_source, width in steps:
+            index = torch.tensor(index)
+            cache.reorder(index)
+            assert cache.rows_per_source == rows_per_source
+            assert cache.cross_k.shape[1] == len(index) // rows_per_source
+            new = torch.randint(1, 97, (len(index), width), generator=generator)
+            history, source = torch.cat([history[index], new], 1), source[index]
+            logits, _ = model.decode_step(new, cache)
+            full = model(src[source], history, mask[source])
+            torch.testing.assert_close(logits, full[:, -width:], rtol=0, atol=1e-5)
+
+
+def test_cross_attention_rejects_query_rows_that_are_not_whole_groups_of_sources():
+    model = make_model()
+    memory = model.encode(torch.randint(1, 97, (2, 5)))
+    kv = model.decoder_layers[0].cross_attn.project_memory(memory)
+    with pytest.raises(ValueError, match="cross-attention over 2 sources got 3 query rows"):
+        model.decoder_layers[0].cross_attn(torch.randn(3, 1, 32), kv)
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     src = torch.randint(1, 97, (2, 8))
     tgt = torch.randint(1, 97, (2, 6))

@@ -180,18 +180,24 @@ class CrossAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,  # (B, T, D), or (N, D) real tokens with `packing`
-        memory_kv: tuple[torch.Tensor, torch.Tensor],
-        key_mask: torch.Tensor | None = None,  # (B, 1, 1, S) bool
+        memory_kv: tuple[torch.Tensor, torch.Tensor],  # (B / g, KV, S, hd) each: g rows share one source
+        key_mask: torch.Tensor | None = None,  # (B / g, 1, 1, S) bool
         packing: Packing | None = None,
     ) -> torch.Tensor:
         q = _padded(self.q(x), packing)
         b, t, _ = q.shape
-        q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        k, v = memory_kv
+        n = k.shape[0]
+        if b % n or (b != n and packing is not None):
+            raise ValueError(f"cross-attention over {n} sources got {b} query rows, not a multiple of them")
+        # The g = b / n consecutive rows of one source (beams) attend as one row of g * t queries: the same
+        # products per query, and the source's keys/values are read once, not once per beam.
+        q = q.view(n, (b // n) * t, self.n_heads, self.head_dim).transpose(1, 2)  # (n, H, g*T, hd)
         if self.q_norm is not None:
             q = self.q_norm(q)
-        k, v = memory_kv
         y = attention(q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.out(_merge_heads(y, packing))
+        merged = _merge_heads(y, packing)  # (n, g*T, D), or (N, D) with `packing`
+        return self.out(merged if b == n else merged.view(b, t, -1))
 
 
 def _value_alone(qkv: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cache: object) -> bool:

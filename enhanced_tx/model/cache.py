@@ -17,12 +17,14 @@ class DecoderCache:
 
     self_k: torch.Tensor  # (L, B, H, max_len, hd)
     self_v: torch.Tensor  # (L, B, H, max_len, hd)
-    cross_k: torch.Tensor  # (L, B, H, S, hd)
-    cross_v: torch.Tensor  # (L, B, H, S, hd)
-    cross_mask: torch.Tensor | None  # (B, 1, 1, S) bool, True = real source token; None = no padding
+    cross_k: torch.Tensor  # (L, N, H, S, hd), N = B / rows_per_source
+    cross_v: torch.Tensor  # (L, N, H, S, hd)
+    cross_mask: torch.Tensor | None  # (N, 1, 1, S) bool, True = real source token; None = no padding
     offset: int = 0  # number of target positions already in the cache
-    # (B,) the source row each cache row was projected from; None = row i holds source i
-    source_rows: torch.Tensor | None = None
+    # Row r of the self-attention cache attends to row r // rows_per_source of the cross keys/values: the
+    # beams of one input share one copy of their source's keys and values (cross-attention runs their
+    # queries together against it), instead of one copy per beam.
+    rows_per_source: int = 1
     # The self-attention buffers a reorder replaced, written by the next reorder instead of allocating anew.
     spare: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
@@ -34,27 +36,28 @@ class DecoderCache:
         """Select batch rows (beam search); returns self, updated in place.
 
         On CPUs only the filled self-attention positions are copied, into the buffers the previous reorder
-        replaced (so the tensors a reorder replaces must not be kept by the caller). Cross-attention
-        keys/values depend on the source row alone: when every new row comes from the same source as the row
-        it replaces (beam search reordering beams within each input, every step after the first) they are
-        already right and stay.
+        replaced (so the tensors a reorder replaces must not be kept by the caller). Cross-attention keys/values
+        depend on the source alone: when the new rows come in equal consecutive groups per source (beam search:
+        k beams per input, reordered within each input) they stay one copy per source; any other selection
+        copies them out per row.
         """
         spare_k, spare_v = self.spare if self.spare is not None else (None, None)
         old_k, old_v = self.self_k, self.self_v
         self.self_k = _select_filled(old_k, index, self.offset, spare_k)
         self.self_v = _select_filled(old_v, index, self.offset, spare_v)
         self.spare = (old_k, old_v) if old_k.device.type == "cpu" else None  # only CPUs write into spares
-        rows = (
-            torch.arange(self.cross_k.shape[1], device=index.device) if self.source_rows is None else self.source_rows
-        )
-        new_rows = rows[index]
-        if new_rows.shape == rows.shape and torch.equal(new_rows, rows):
-            return self
-        self.source_rows = new_rows
-        self.cross_k = self.cross_k.index_select(1, index)
-        self.cross_v = self.cross_v.index_select(1, index)
+        sources = index // self.rows_per_source  # (B',) the cross row each new row needs
+        n_sources, rows = self.cross_k.shape[1], index.shape[0]
+        if rows % n_sources == 0:
+            grouped = torch.arange(rows, device=index.device) // (rows // n_sources)
+            if torch.equal(sources, grouped):  # one host sync
+                self.rows_per_source = rows // n_sources
+                return self
+        self.rows_per_source = 1
+        self.cross_k = self.cross_k.index_select(1, sources)
+        self.cross_v = self.cross_v.index_select(1, sources)
         if self.cross_mask is not None:
-            self.cross_mask = self.cross_mask.index_select(0, index)
+            self.cross_mask = self.cross_mask.index_select(0, sources)
         return self
 
 
