@@ -191,7 +191,12 @@ def test_beams_share_their_sources_cross_keys_until_a_reorder_mixes_sources(atte
         history, source = torch.randint(1, 97, (2, 1), generator=generator), torch.arange(2)
         model.decode_step(history, cache)
         # (index, rows per source after it, tokens fed next): a 2-token chunk checks the queries' order
-        steps = [([0, 0, 0, 1, 1, 1], 3, 1), ([2, 0, 0, 4, 3, 5], 3, 2), ([1, 1, 2, 3, 5, 5], 3, 1), ([5, 0, 2, 4], 1, 1)]
+        steps = [
+            ([0, 0, 0, 1, 1, 1], 3, 1),
+            ([2, 0, 0, 4, 3, 5], 3, 2),
+            ([1, 1, 2, 3, 5, 5], 3, 1),
+            ([5, 0, 2, 4], 1, 1),
+        ]
         for index, rows_per_source, width in steps:
             index = torch.tensor(index)
             cache.reorder(index)
