@@ -376,8 +376,8 @@ class _HFCachedStepper:
 
 @pytest.mark.parametrize(
     ("size", "batch", "eos_bias"),
-    [("tiny", 4, 2.0), ("tiny", 4, 4.0), pytest.param("small", 2, 4.0, marks=pytest.mark.slow)],
-    ids=["tiny-eos2", "tiny-eos4", "small-eos4"],
+    [("tiny", 4, 2.0), ("tiny", 4, 4.0), ("tiny", 1, 4.0), pytest.param("small", 2, 4.0, marks=pytest.mark.slow)],
+    ids=["tiny-eos2", "tiny-eos4", "tiny-batch1-eos4", "small-eos4"],
 )
 def test_beam_search_matches_hugging_face_at_the_bench_shapes(size, batch, eos_bias):
     """The settings `make bench` times (5 beams, length_penalty 1.0, early stopping, 32-token sources) on BART
@@ -403,6 +403,23 @@ def test_beam_search_matches_hugging_face_at_the_bench_shapes(size, batch, eos_b
         expected = hf.generate(src, attention_mask=torch.ones_like(src), max_new_tokens=16, do_sample=False, **kwargs)
         ours = BeamSearch(**kwargs).search(_HFCachedStepper(hf, src), max_new_tokens=16, bos_id=BOS, eos_id=EOS)
     assert [_until_eos(row) for row in ours.tolist()] == [_until_eos(row) for row in expected[:, 1:].tolist()]
+
+
+@pytest.mark.parametrize("threads", [1, 64], ids=["one-topk-per-input", "per-beam-first"])
+def test_beam_candidates_per_beam_first_are_the_flat_topk(monkeypatch, threads):
+    """Both ways of taking the 2K best of K*V sums give the flat topk's scores, parents and tokens, with
+    unreachable (-inf) beams as on the first step."""
+    from enhanced_tx.generation.beam_search import _best_candidates
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    b, k, v = 3, 4, 50
+    logprobs = torch.randn(b * k, v, generator=torch.Generator().manual_seed(0)).log_softmax(-1)
+    live = torch.randn(b, k, generator=torch.Generator().manual_seed(1))
+    live[0, 1:] = float("-inf")
+    flat_scores, flat = (logprobs.view(b, k, v) + live[:, :, None]).view(b, k * v).topk(2 * k, dim=-1)
+    scores, parent, token = _best_candidates(logprobs.clone(), live)
+    assert torch.equal(scores, flat_scores)
+    assert torch.equal(parent, flat // v) and torch.equal(token, flat % v)
 
 
 # ----------------------------------------------------------------------------- sampler configs

@@ -37,6 +37,26 @@ def _trim_after_first_eos(tokens: Tensor, eos_id: int) -> Tensor:
     return tokens[:, : int(lengths.max())]
 
 
+def _best_candidates(logprobs: Tensor, live_scores: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The 2K best continuations of each input: (summed log-prob, parent beam, token), each (B, 2K), best first.
+
+    `logprobs` (B*K, V) is overwritten. One topk over each input's K*V sums runs one input per thread; with
+    fewer inputs than threads each beam's own best 2K are taken first (in parallel over the B*K rows) and
+    merged: the same candidates, since adding a beam's score keeps the order within its row.
+    """
+    b, k = live_scores.shape
+    v = logprobs.shape[-1]
+    if b >= torch.get_num_threads() or 2 * k >= v:
+        # in place: the same sums as a new tensor (addition commutes), without a fresh (B*K, V) buffer per step
+        totals = logprobs.view(b, k, v).add_(live_scores[:, :, None]).view(b, k * v)  # (B, K*V)
+        scores, cand = totals.topk(2 * k, dim=-1)
+        return scores, cand // v, cand % v
+    row_scores, row_tokens = logprobs.topk(2 * k, dim=-1)  # (B*K, 2K) each beam's best
+    totals = row_scores.view(b, k, 2 * k).add_(live_scores[:, :, None]).view(b, 2 * k * k)  # (B, K*2K)
+    scores, cand = totals.topk(2 * k, dim=-1)
+    return scores, cand // (2 * k), row_tokens.view(b, 2 * k * k).gather(1, cand)
+
+
 class BeamSearch(Sampler):
     """Keeps the `num_beams` best partial sequences per input; returns the best finished one."""
 
@@ -88,11 +108,7 @@ class BeamSearch(Sampler):
         for step in range(t_max):
             logprobs = stepper(tokens).log_softmax(-1)  # (B*K, V)
             logprobs = apply_processors(self.processors, logprobs, live.view(b * k, t_max)[:, :step])
-            v = logprobs.shape[-1]
-            # in place: the same sums as a new tensor (addition commutes), without a fresh (B*K, V) buffer per step
-            totals = logprobs.view(b, k, v).add_(live_scores[:, :, None]).view(b, k * v)  # (B, K*V)
-            cand_scores, cand = totals.topk(2 * k, dim=-1)  # (B, 2K), best first
-            parent, token = cand // v, cand % v  # (B, 2K) each
+            cand_scores, parent, token = _best_candidates(logprobs, live_scores)  # (B, 2K) each, best first
             cand_seqs = _take(live, parent)  # (B, 2K, T), a new tensor (gather)
             cand_seqs[:, :, step] = token
             ends = (token == eos_id) | (step == t_max - 1)  # (B, 2K)
