@@ -48,7 +48,7 @@ class DecoderCache:
         self.spare = (old_k, old_v) if old_k.device.type == "cpu" else None  # only CPUs write into spares
         sources = index // self.rows_per_source  # (B',) the cross row each new row needs
         n_sources, rows = self.cross_k.shape[1], index.shape[0]
-        if rows % n_sources == 0:
+        if rows and rows % n_sources == 0:
             grouped = torch.arange(rows, device=index.device) // (rows // n_sources)
             if torch.equal(sources, grouped):  # one host sync
                 self.rows_per_source = rows // n_sources
