@@ -118,16 +118,16 @@ def test_decoding_with_auto_follows_the_cached_choice_for_its_rows(cache, choice
         assert torch.equal(first, reference)  # F.linear itself
         y = linear(x, weight, "auto")
         assert bool(linear_module._packed_cache()) == packs  # a packed copy only where packing was chosen
-    assert not (linear_module._packed_cache() or linear_module._seen() or linear_module._plan())  # forgotten on exit
+    assert not (linear_module._packed_cache() or linear_module._seen())  # both forgotten on exit
     if packs:
         torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-5)
     else:
         assert torch.equal(y, reference)
 
 
-def test_decodings_plan_follows_a_weight_updated_inside_the_block(cache):
-    """Later steps answer from the per-block plan; a weight changed in place (its version bumped) is planned
-    again, never served the stale packed copy."""
+def test_decoding_with_auto_repacks_a_weight_updated_inside_the_block(cache):
+    """A weight changed in place (its version bumped) after it was packed is packed again, never served the
+    stale copy."""
     from enhanced_tx.model import linear as linear_module
 
     shape = "inference float32 48x80 rows<=8"
@@ -136,8 +136,7 @@ def test_decodings_plan_follows_a_weight_updated_inside_the_block(cache):
     with torch.inference_mode(), linear_module.packed_weights():
         for _ in range(3):
             linear(x, weight, "auto")
-        (entry,) = linear_module._plan().values()
-        assert entry[2] is not None  # planned: the packed copy
+        assert linear_module._packed_cache()  # packed from the second use
         with torch.inference_mode(False), torch.no_grad():
             weight.mul_(-1)
         y = linear(x, weight, "auto")

@@ -41,21 +41,15 @@ _BLOCK = 64  # the padded vocabulary is a multiple of 64, so every row of sums s
 
 
 def _best_candidates(logprobs: Tensor, live_scores: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The 2K best continuations of each input: (summed log-prob, parent beam, token), each (B, 2K), best first.
+    """The 2K best continuations of each input: (summed log-prob, parent beam, token), each (B, 2K), best first;
+    the flat topk's over the input's K*V sums. `logprobs` (B*K, V) is overwritten.
 
-    `logprobs` (B*K, V) is overwritten. With fewer inputs than threads, each beam's own best 2K are taken
-    first (in parallel over the B*K rows) and merged: adding a beam's score keeps the order within its row.
-    Otherwise the 2K best of an input's K*V sums lie in the 2K blocks of 64 with the largest maxima (a block
-    holding none of them has its maximum below all of them), so one max per block and a topk over those
-    blocks replace a topk over every sum (1.03-1.04x a tiny B8 beam step). Both give the flat topk's candidates.
+    The 2K best sums lie in the 2K blocks of 64 with the largest maxima (a block holding none of them has its
+    maximum below all of them), so one max per block and a topk over those blocks' sums replace a topk over
+    every sum (1.03-1.04x a tiny beam step at B1 and B8).
     """
     b, k = live_scores.shape
-    v, m = logprobs.shape[-1], 2 * live_scores.shape[1]
-    if b < torch.get_num_threads() and m < v:
-        row_scores, row_tokens = logprobs.topk(m, dim=-1)  # (B*K, 2K) each beam's best
-        totals = row_scores.view(b, k, m).add_(live_scores[:, :, None]).view(b, k * m)  # (B, K*2K)
-        scores, cand = totals.topk(m, dim=-1)
-        return scores, cand // m, row_tokens.view(b, k * m).gather(1, cand)
+    v, m = logprobs.shape[-1], 2 * k
     # in place: the same sums as a new tensor (addition commutes), without a fresh (B*K, V) buffer per step
     totals = logprobs.view(b, k, v).add_(live_scores[:, :, None]).view(b, k * v)  # (B, K*V)
     n = k * v
