@@ -8,9 +8,12 @@ TORCH_INDEX ?=
 DEPENDENCIES = hydra omegaconf transformers tokenizers safetensors wandb tqdm numpy yaml matplotlib sacrebleu \
 	scipy markdown_it pydantic datasets \
 	hydra_plugins.hydra_optuna_sweeper hydra_plugins.hydra_joblib_launcher hydra_plugins.hydra_submitit_launcher \
-	pytest ruff
+	pytest xdist ruff
 SWEEP ?= latest
 NPROC ?= 2
+# pytest-xdist workers for `make test` (1.5x on 2 cores: 217 against 313 s on 2026-12-07); 0 runs in one process.
+# test-all stays in one process: its torchrun tests spawn two training processes each (2 cores already).
+TEST_WORKERS ?= 2
 
 .PHONY: install train train-ddp train-fsdp convert generate eval test test-all lint bench bench-quality report clean
 
@@ -44,7 +47,7 @@ eval: install
 	$(PYTHON) run_eval.py $(ARGS)
 
 test: install
-	$(PYTHON) -m pytest -m "not slow" -q $(ARGS)
+	$(PYTHON) -m pytest -m "not slow" -q -n $(TEST_WORKERS) $(ARGS)
 
 test-all: install
 	$(PYTHON) -m pytest -q $(ARGS)
