@@ -42,14 +42,14 @@ COMPILED = "ours (compiled step)"
 Step = Callable[[Tensor, DecoderCache], tuple[Tensor, DecoderCache]]
 
 
-def compiled_step(model: EncoderDecoder) -> Step:
+def compiled_step(model: EncoderDecoder, backend: str = "inductor") -> Step:
     """(tokens [B, 1], cache) -> (next-token scores [B, V_padded], cache), one compiled region."""
 
     def step(tokens: Tensor, cache: DecoderCache) -> tuple[Tensor, DecoderCache]:
         logits, cache = model.decode_step(tokens, cache)
         return mask_padded_vocab(logits[:, -1].float(), model.vocab_size), cache
 
-    return torch.compile(step, dynamic=None)
+    return torch.compile(step, dynamic=None, backend=backend)
 
 
 class CompiledStepper(CachedStepper):
@@ -62,9 +62,9 @@ class CompiledStepper(CachedStepper):
         return scores
 
 
-def compiled_runner(model: EncoderDecoder) -> Callable[[Tensor, int], Tensor]:
+def compiled_runner(model: EncoderDecoder, backend: str = "inductor") -> Callable[[Tensor, int], Tensor]:
     """What `generate()` does for a beam search, with the compiled step in place of the eager one."""
-    search, step = BeamSearch(**BEAM_SETTINGS), compiled_step(model)
+    search, step = BeamSearch(**BEAM_SETTINGS), compiled_step(model, backend)
 
     def run(src: Tensor, new_tokens: int) -> Tensor:
         with torch.inference_mode(), sdpa_kernel(DECODE_ATTENTION_BACKENDS), packed_weights():
@@ -78,13 +78,13 @@ def graphs_built() -> int:
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
-def measure(size: str, batches: list[int], new_tokens: int, repeats: int) -> list[str]:
+def measure(size: str, batches: list[int], new_tokens: int, repeats: int, backend: str = "inductor") -> list[str]:
     shape = SHAPES[size]
     ours, bart = build_ours(shape), build_bart(shape)
     runners = beam_runners([ours, bart])
     runners = {
         OURS: runners[OURS],
-        COMPILED: compiled_runner(copy.deepcopy(ours.model).float().eval()),
+        COMPILED: compiled_runner(copy.deepcopy(ours.model).float().eval(), backend),
         BART: runners[BART],
     }
     lines = []
@@ -117,12 +117,15 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed calls of each; the best counts")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument(
+        "--backend", default="inductor", help="torch.compile backend (aot_eager: no C++ build, a check)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s); ms per step (best of {args.repeats}); vs BART")
     print("size  batch   eager  compiled    BART  eager/BART comp./BART  compile s graphs")
     for size in args.sizes.split(","):
-        measure(size, [int(b) for b in args.batches.split(",")], args.new_tokens, args.repeats)
+        measure(size, [int(b) for b in args.batches.split(",")], args.new_tokens, args.repeats, args.backend)
 
 
 if __name__ == "__main__":
