@@ -156,15 +156,20 @@ def test_cached_decoding_matches_full_forward(positional, attention, variant):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("per_layer", [False, True], ids=["stacked", "per-layer"])
 @pytest.mark.parametrize("max_len", [8, 512])  # a buffer nearly full by the end, and one mostly unfilled
-def test_cache_reorders_in_a_row_match_the_full_forward_of_each_rows_history(max_len):
+def test_cache_reorders_in_a_row_match_the_full_forward_of_each_rows_history(max_len, per_layer):
     """Reorders that shrink, repeat and permute rows (the CPU path writes each into the buffers the previous
-    one replaced): every step's logits equal a full forward over the history each row has by then."""
+    one replaced): every step's logits equal a full forward over the history each row has by then, with the
+    self-attention cache stacked or one buffer per layer (the compiled decode step's)."""
     model = make_model(max_seq_len=512)
     src = torch.randint(1, 97, (3, 5))
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         cache = model.init_cache(model.encode(src), None, max_len=max_len)
+        if per_layer:
+            cache = cache.per_layer()
+            assert isinstance(cache.self_k, list) and cache.max_len == max_len
         history, source = torch.randint(1, 97, (3, 2), generator=generator), torch.arange(3)
         model.decode_step(history, cache)
         for index in ([2, 0], [1, 1], [1, 0], [0, 1]):
@@ -178,7 +183,8 @@ def test_cache_reorders_in_a_row_match_the_full_forward_of_each_rows_history(max
     assert cache.offset == 6
 
 
-def test_beams_share_their_sources_cross_keys_until_a_reorder_mixes_sources(attention):
+@pytest.mark.parametrize("per_layer", [False, True], ids=["stacked", "per-layer"])
+def test_beams_share_their_sources_cross_keys_until_a_reorder_mixes_sources(attention, per_layer):
     """Beam-style reorders (k rows per source, then reorders within each source) keep one copy of each source's
     cross keys/values, whose rows attend together; a reorder that mixes sources copies them out per row. Every
     step's logits equal a full forward over each row's history, with padded sources and every head layout."""
@@ -188,6 +194,7 @@ def test_beams_share_their_sources_cross_keys_until_a_reorder_mixes_sources(atte
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         cache = model.init_cache(model.encode(src, mask), mask, max_len=8)
+        cache = cache.per_layer() if per_layer else cache
         history, source = torch.randint(1, 97, (2, 1), generator=generator), torch.arange(2)
         model.decode_step(history, cache)
         # (index, rows per source after it, tokens fed next): a 2-token chunk checks the queries' order

@@ -5,9 +5,11 @@ Both sides search with the same settings (5 beams, length_penalty=1.0, early_sto
 step), BART with `min_new_tokens == max_new_tokens` (EOS suppressed, the same rule) and no forced EOS.
 Tokens/s counts the returned tokens (batch x new tokens) over the whole call, encoder included.
 
-Ours is measured twice: `generate()` as called once (it packs the weights `linear_backend=auto` chose to pack
-into oneDNN's layout inside the call: up to ~1 s for the small model on one thread), and inside one outer
-`packed_weights()` block, as a process that generates many batches with the same weights keeps them packed.
+Ours is measured three ways: `generate()` as called once (it packs the weights `linear_backend=auto` chose
+to pack into oneDNN's layout inside the call: up to ~1 s for the small model on one thread); inside one outer
+`packed_weights()` block, as a process that generates many batches with the same weights keeps them packed;
+and with `generate(compile=True)` (the compiled decode step, compiled in an untimed warm-up call of full
+length: 10-90 s per batch size).
 
 After the timed calls, one more call of each contender runs under `MatmulTimer`: the seconds its matmuls
 take (`matmul_s`). BART's best call over our matmul seconds is the ceiling of the beam goals: the ratio we
@@ -33,6 +35,7 @@ from enhanced_tx.model.linear import packed_weights
 
 BEAM_SETTINGS = dict(num_beams=5, length_penalty=1.0, early_stopping=True)
 OURS_PACKED_ONCE = "ours (packed once)"
+OURS_COMPILED = "ours (compiled step)"  # generate(compile=True); its warm-up call of full length compiles
 
 
 @dataclass
@@ -53,6 +56,7 @@ def beam_runners(contenders: list[Contender]) -> dict[str, Callable[[Tensor, int
         model = copy.deepcopy(contender.model).float().eval()
         if contender.name == OURS:
             runners[OURS] = runners[OURS_PACKED_ONCE] = ours_generator(model, BeamSearch(**BEAM_SETTINGS))
+            runners[OURS_COMPILED] = ours_generator(model, BeamSearch(**BEAM_SETTINGS), compile=True)
         elif contender.name == BART:
             runners[BART] = hf_generator(model, **BEAM_SETTINGS)
     return runners
@@ -82,8 +86,8 @@ def measure_beam(
 ) -> list[BeamResult]:
     """Interleave `repeats` timed calls of every runner on the same random source; the best call counts."""
     src = torch.randint(4, vocab, (batch, src_len), generator=torch.Generator().manual_seed(2)).to(device)
-    warm = min(new_tokens, 4)
     for name, run in runners.items():
+        warm = new_tokens if name == OURS_COMPILED else min(new_tokens, 4)  # the compiled step: its graphs
         out = run(src, warm)  # warm-up, and a check that EOS really is ignored
         if tuple(out.shape) != (batch, warm):
             raise RuntimeError(f"{name} returned {tuple(out.shape)} tokens, expected {(batch, warm)}")

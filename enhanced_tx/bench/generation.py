@@ -32,14 +32,17 @@ class GenResult:
     ms_per_step: float
 
 
-def ours_generator(model: torch.nn.Module, sampler, use_cache: bool = True) -> Callable[[Tensor, int], Tensor]:
+def ours_generator(
+    model: torch.nn.Module, sampler, use_cache: bool = True, compile: bool = False
+) -> Callable[[Tensor, int], Tensor]:
     """Our `generate` with `sampler`, forced to `new_tokens` tokens per row."""
     from enhanced_tx.generation import generate
 
     def run(src: Tensor, new_tokens: int) -> Tensor:
         return generate(  # (B, new_tokens)
-            model, src, None, max_new_tokens=new_tokens, sampler=sampler, bos_id=1, eos_id=NEVER, use_cache=use_cache
-        )
+            model, src, None, max_new_tokens=new_tokens, sampler=sampler, bos_id=1, eos_id=NEVER,
+            use_cache=use_cache, compile=compile,
+        )  # fmt: skip
 
     return run
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from enhanced_tx.errors import ConfigError
+from enhanced_tx.generation.compiled_step import CompiledStepper
 from enhanced_tx.generation.samplers import OnToken, Sampler
 from enhanced_tx.generation.steppers import CachedStepper, RecomputeStepper, Stepper
 from enhanced_tx.model import EncoderDecoder
@@ -42,6 +43,7 @@ def generate(
     bos_id: int,
     eos_id: int,
     use_cache: bool = True,
+    compile: bool = False,
     generator: torch.Generator | None = None,
     on_token: OnToken | None = None,
 ) -> Tensor:
@@ -52,16 +54,20 @@ def generate(
     every position after a row's EOS filled with `eos_id` (not a pad id). Generation stops when every row
     has emitted EOS or after `max_new_tokens`.
     use_cache=False recomputes the full model over the whole prefix every step (a reference, slow).
+    compile=True runs the cached steps after the first as one torch.compile'd graph (`compiled_step`): for
+    many calls of one batch size (each new size compiles again, 10-90 s).
     generator: a torch.Generator on src's device; the same seed gives the same sample.
     on_token(step, tokens [B]) is called as tokens are chosen, for streaming.
     """
     if max_new_tokens < 0:
         raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     with torch.inference_mode(), _eval_mode(model), sdpa_kernel(DECODE_ATTENTION_BACKENDS), packed_weights():
+        if compile and not use_cache:
+            raise ConfigError("compile=true needs use_cache=true: only the cached decode step is compiled")
         stepper: Stepper = (
-            CachedStepper(model, src, src_mask, max_len=max_new_tokens)
-            if use_cache
-            else RecomputeStepper(model, src, src_mask)
+            RecomputeStepper(model, src, src_mask)
+            if not use_cache
+            else (CompiledStepper if compile else CachedStepper)(model, src, src_mask, max_len=max_new_tokens)
         )
         return sampler.search(
             stepper,

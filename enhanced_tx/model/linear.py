@@ -172,17 +172,56 @@ _MKLDNN = torch.backends.mkldnn.is_available()
 
 
 def _on_cpu(x: Tensor, weight: Tensor) -> bool:
-    return (
-        _MKLDNN
+    return _MKLDNN and x.device.type == "cpu" and x.dtype == weight.dtype and not torch.is_autocast_enabled("cpu")
+
+
+@torch.library.custom_op("enhanced_tx::packed_linear", mutates_args=())
+def _packed_linear_op(x: Tensor, weight: Tensor) -> Tensor:
+    """The packed oneDNN matmul as one opaque op, so that a compiled graph can call it (torch.compile cannot
+    trace oneDNN's packed layout); F.linear outside a packed_weights() block (where no copy may be kept) and for
+    inference tensors (which have no version to key a copy by)."""
+    if not _packing_depth() or weight.is_inference():
+        return F.linear(x, weight)
+    return _packed_mm(x, weight)
+
+
+@_packed_linear_op.register_fake
+def _(x: Tensor, weight: Tensor) -> Tensor:
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+@torch._dynamo.assume_constant_result
+def _compiled_choice(k: int, n: int, dtype: torch.dtype, rows: int) -> str:
+    """`choose_inference`, run when the graph is traced (it may measure) and fixed in the graph."""
+    return choose_inference(k, n, dtype, rows, INFERENCE_CANDIDATES)
+
+
+def _compiled_linear(x: Tensor, weight: Tensor, backend: str) -> Tensor:
+    """Inside torch.compile: inference matmuls the eager rule would pack call the packed op; the rest F.linear.
+
+    The row count must be static in the graph (the compiled decode step marks the batch static)."""
+    rows = x.numel() // max(x.shape[-1], 1)
+    if (
+        backend in _ONEDNN_BACKENDS
+        and _MKLDNN
         and x.device.type == "cpu"
         and x.dtype == weight.dtype
+        and weight.dtype in _PACKED_DTYPES
+        and not torch.is_grad_enabled()  # dynamo cannot read inference mode; the op checks the rest when it runs
         and not torch.is_autocast_enabled("cpu")
-        and not torch.compiler.is_compiling()
-    )
+        and isinstance(rows, int)
+    ):
+        (n, k), size = weight.shape, weight.numel() * weight.element_size()
+        packed = _compiled_choice(k, n, weight.dtype, rows) == "onednn_packed" if backend == "auto" else None
+        if packed or (packed is None and size >= _SMALL_WEIGHT_BYTES):
+            return _packed_linear_op(x, weight)
+    return F.linear(x, weight)
 
 
 def linear(x: Tensor, weight: Tensor, backend: str = "default") -> Tensor:
     """`F.linear(x, weight)` (no bias) through the chosen backend."""
+    if torch.compiler.is_compiling():
+        return _compiled_linear(x, weight, backend)
     if backend in _ONEDNN_BACKENDS and _on_cpu(x, weight):
         packable = weight.dtype in _PACKED_DTYPES and not weight.is_inference()
         if packable and _packing_depth() and torch.is_inference_mode_enabled():

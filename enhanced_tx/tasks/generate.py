@@ -42,6 +42,9 @@ def generate_text(cfg: DictConfig) -> list[str]:
     copies, batch_size, max_new_tokens = (
         positive_setting(cfg, key) for key in ("num_return_sequences", "batch_size", "max_new_tokens")
     )
+    compile_step = cfg.get("compile", False)
+    if not isinstance(compile_step, bool) or (compile_step and not cfg.use_cache):
+        raise ConfigError(f"compile must be true or false, and needs use_cache=true; got compile={compile_step!r}")
     device = resolve_device(cfg.device)
     precision = instantiate(cfg.precision)
     precision.check_device(device)
@@ -89,6 +92,7 @@ def generate_text(cfg: DictConfig) -> list[str]:
             bos_id=tokenizer.bos_token_id,
             eos_id=eos_id,
             use_cache=cfg.use_cache,
+            compile=compile_step,
             generator=generator,
             on_token=stream,
         )

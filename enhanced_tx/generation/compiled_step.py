@@ -1,0 +1,53 @@
+"""An opt-in compiled decode step: `generate(..., compile=True)`, `compile=true` in conf/generate.yaml.
+
+One step (decoder, head and the padded-vocabulary mask) is one `torch.compile`d graph. The first step runs
+eagerly (it has another batch size in beam search and offset 0), so a call compiles two graphs per row count:
+one at the first compiled offset, then one with the offset symbolic. The row count stays static in the graph
+(the matmul backend is chosen per row count; `linear._compiled_linear`), so every new batch size compiles
+again: worth it for many calls of one shape, where inductor's fused elementwise work and the absence of
+Python between ops pay (tiny beam search: ~1.2x the eager step), not for one call (10-90 s to compile).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from enhanced_tx.generation.logits import mask_padded_vocab
+from enhanced_tx.generation.steppers import CachedStepper
+from enhanced_tx.model import EncoderDecoder
+from enhanced_tx.model.cache import DecoderCache
+
+_compiled = None  # the compiled step, made on first use (a guard on the model recompiles it per model)
+
+
+def _step(model: EncoderDecoder, tokens: Tensor, cache: DecoderCache) -> tuple[Tensor, DecoderCache]:
+    logits, cache = model.decode_step(tokens, cache)  # (B, 1, V_padded)
+    return mask_padded_vocab(logits[:, -1].float(), model.vocab_size), cache
+
+
+def _mark_rows_static(tokens: Tensor, cache: DecoderCache) -> None:
+    """Keep the row count a constant in the graph, so each matmul's backend is chosen for it."""
+    for tensor in (tokens, *cache.self_k, *cache.self_v):
+        torch._dynamo.mark_static(tensor, 0)
+
+
+class CompiledStepper(CachedStepper):
+    """`CachedStepper` whose steps after the first run one compiled graph; the same scores to fp32 rounding.
+
+    The self-attention cache is one buffer per layer (`DecoderCache.per_layer`): written in place in the graph.
+    """
+
+    def __init__(self, model: EncoderDecoder, src: Tensor, src_mask: Tensor | None, max_len: int) -> None:
+        super().__init__(model, src, src_mask, max_len)
+        self.cache = self.cache.per_layer()
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        global _compiled
+        if self.cache.offset == 0:
+            return super().__call__(tokens)
+        if _compiled is None:
+            _compiled = torch.compile(_step, dynamic=None)
+        _mark_rows_static(tokens, self.cache)
+        scores, self.cache = _compiled(self.model, tokens, self.cache)
+        return scores

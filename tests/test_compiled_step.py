@@ -1,0 +1,80 @@
+"""generate(compile=True): the compiled decode step (`generation/compiled_step.py`) finds the eager tokens, and the
+packed matmul op it calls inside the graph (`linear._packed_linear_op`) equals F.linear. Compiling takes 10-30 s a
+test: those are slow; the op and the error paths are not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.profiler import profile
+
+from enhanced_tx.errors import ConfigError
+from enhanced_tx.generation import BeamSearch, GreedySampler, generate
+from enhanced_tx.model import linear as linear_module
+from enhanced_tx.model.linear import _packed_linear_op, packed_weights
+
+from .conftest import make_model
+
+
+@pytest.fixture(autouse=True)
+def _fresh_compiler():
+    """Each test's models compile anew: dynamo gives up compiling a function after 8 graphs (then runs it eagerly)."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def _sources(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    src = torch.randint(4, 97, (batch, 7), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(src, dtype=torch.bool)
+    mask[-1, 4:] = False  # the last source is padded
+    return src, mask
+
+
+def _generate(model, sampler, batch: int, compile: bool) -> torch.Tensor:
+    src, mask = _sources(batch)
+    return generate(model, src, mask, max_new_tokens=10, sampler=sampler, bos_id=1, eos_id=2, compile=compile)
+
+
+def test_compile_needs_the_cache():
+    model = make_model()
+    with pytest.raises(ConfigError, match="use_cache"):
+        generate(model, _sources(1)[0], max_new_tokens=3, sampler=GreedySampler(), bos_id=1, eos_id=2,
+                 use_cache=False, compile=True)  # fmt: skip
+
+
+def test_the_packed_op_is_f_linear_inside_packed_weights_and_exactly_f_linear_outside():
+    weight = torch.nn.Parameter(torch.randn(64, 32))
+    x = torch.randn(5, 32)
+    with torch.inference_mode():
+        assert torch.equal(_packed_linear_op(x, weight), F.linear(x, weight))  # no packed copy may be kept
+        with packed_weights():
+            torch.testing.assert_close(_packed_linear_op(x, weight), F.linear(x, weight), rtol=1e-5, atol=1e-5)
+            assert len(linear_module._packed_cache()) == 1  # it packed
+        frozen = torch.randn(64, 32)  # an inference tensor: no version to key a packed copy by
+        with packed_weights():
+            assert torch.equal(_packed_linear_op(x, frozen), F.linear(x, frozen))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("sampler", [GreedySampler(), BeamSearch(num_beams=3)], ids=["greedy", "beam"])
+def test_the_compiled_step_finds_the_eager_tokens(sampler, batch):
+    model = make_model()  # vocabulary 97, padded to 128: the mask is inside the compiled graph
+    eager = _generate(model, sampler, batch, compile=False)
+    assert torch.equal(_generate(model, sampler, batch, compile=True), eager)
+
+
+@pytest.mark.slow
+def test_weights_the_eager_rule_packs_are_packed_inside_the_graph(monkeypatch):
+    """backend="onednn" packs every weight above a size: with the size at 0 every decoder matmul in the graph is
+    the packed op, and the beams stay the eager ones."""
+    monkeypatch.setattr(linear_module, "_SMALL_WEIGHT_BYTES", 0)
+    model = make_model(linear_backend="onednn")
+    sampler = BeamSearch(num_beams=2)
+    eager = _generate(model, sampler, 2, compile=False)
+    with profile() as prof:
+        compiled = _generate(model, sampler, 2, compile=True)
+    assert torch.equal(compiled, eager)
+    assert any(event.key == "enhanced_tx::packed_linear" for event in prof.key_averages())
