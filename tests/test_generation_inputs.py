@@ -52,6 +52,13 @@ def test_counts_below_one_are_errors_before_loading_never_a_default(tmp_path, no
         generate_text(cfg)
 
 
+@pytest.mark.parametrize("overrides", [["compile=maybe"], ["compile=1"], ["compile=true", "use_cache=false"]])
+def test_a_compile_setting_that_cannot_work_is_an_error_before_loading(tmp_path, no_loading, overrides):
+    cfg = _compose(f"run={tmp_path / 'not_a_run'}", *overrides)
+    with pytest.raises(ConfigError, match=r"^compile must be true or false, and needs use_cache=true"):
+        generate_text(cfg)
+
+
 @pytest.mark.parametrize("use_cache", ["true", "false"])
 def test_more_new_tokens_than_the_model_decodes_fail_before_generating(run_folder, monkeypatch, use_cache):  # noqa: F811
     monkeypatch.setattr(generation_run, "generate", lambda *a, **k: pytest.fail("generation started"))

@@ -5,7 +5,8 @@ eagerly (it has another batch size in beam search and offset 0), so a call compi
 one at the first compiled offset, then one with the offset symbolic. The row count stays static in the graph
 (the matmul backend is chosen per row count; `linear._compiled_linear`), so every new batch size compiles
 again: worth it for many calls of one shape, where inductor's fused elementwise work and the absence of
-Python between ops pay (tiny beam search: ~1.2x the eager step), not for one call (10-90 s to compile).
+Python between ops pay (tiny beam search at batch 1: ~1.4x the eager step), not for one call (10-90 s to
+compile). docs/benchmarks.md, "Compiled decode step, opt-in", has the measurements.
 """
 
 from __future__ import annotations
