@@ -52,10 +52,14 @@ def test_counts_below_one_are_errors_before_loading_never_a_default(tmp_path, no
         generate_text(cfg)
 
 
-@pytest.mark.parametrize("overrides", [["compile=maybe"], ["compile=1"], ["compile=true", "use_cache=false"]])
-def test_a_compile_setting_that_cannot_work_is_an_error_before_loading(tmp_path, no_loading, overrides):
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(["compile=maybe"], " must be true or false, got 'maybe'"), (["compile=1"], " must be true or false, got 1")]
+    + [(["compile=true", "use_cache=false"], "=true needs use_cache=true")],
+)
+def test_a_compile_setting_that_cannot_work_is_an_error_before_loading(tmp_path, no_loading, overrides, message):
     cfg = _compose(f"run={tmp_path / 'not_a_run'}", *overrides)
-    with pytest.raises(ConfigError, match=r"^compile must be true or false, and needs use_cache=true"):
+    with pytest.raises(ConfigError, match=rf"^compile{message}"):
         generate_text(cfg)
 
 

@@ -4,8 +4,9 @@
 outside `packed_weights()` take whichever of `"onednn"` and `"default"` measured faster for the weight's shape
 on this machine (`linear_choice`: timed once, cached per machine); decoding inside `packed_weights()` takes
 whichever of `F.linear` and oneDNN with packed weights measured faster for the weight's shape and the number
-of rows (`linear_choice.choose_inference`; packed from a weight's second use in the block on); everything
-else (GPUs, autocast, torch.compile) takes `F.linear`.
+of rows (`linear_choice.choose_inference`; packed from a weight's second use in the block on); a compiled
+decode step (`generate(compile=True)`) makes the same choice when its graph is traced and calls the packed
+matmul as a custom op; everything else (GPUs, autocast, compiled training) takes `F.linear`.
 
 `backend="default"` is `F.linear`: PyTorch's own dispatch (MKL sgemm for fp32 on x86 CPUs, oneDNN for
 bf16, cuBLAS on GPUs).
@@ -26,7 +27,7 @@ kernels use AVX-512 on CPUs where MKL falls back to its AVX2 code path (AMD EPYC
 
 oneDNN changes only the summation order of the products: results agree with the default to fp32
 rounding (relative error ~1e-6), not bit for bit. Where the fast path does not apply (GPU tensors,
-autocast, fp16, tracing by torch.compile) the layer is `F.linear`, so the option is safe everywhere.
+autocast, fp16, compiled training) the layer is `F.linear`, so the option is safe everywhere.
 """
 
 from __future__ import annotations

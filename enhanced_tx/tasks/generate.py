@@ -43,8 +43,10 @@ def generate_text(cfg: DictConfig) -> list[str]:
         positive_setting(cfg, key) for key in ("num_return_sequences", "batch_size", "max_new_tokens")
     )
     compile_step = cfg.get("compile", False)
-    if not isinstance(compile_step, bool) or (compile_step and not cfg.use_cache):
-        raise ConfigError(f"compile must be true or false, and needs use_cache=true; got compile={compile_step!r}")
+    if not isinstance(compile_step, bool):
+        raise ConfigError(f"compile must be true or false, got {compile_step!r}")
+    if compile_step and not cfg.use_cache:
+        raise ConfigError("compile=true needs use_cache=true: only the cached decode step is compiled")
     device = resolve_device(cfg.device)
     precision = instantiate(cfg.precision)
     precision.check_device(device)
