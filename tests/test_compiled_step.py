@@ -4,6 +4,9 @@ test: those are slow; the op and the error paths are not."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -78,3 +81,10 @@ def test_weights_the_eager_rule_packs_are_packed_inside_the_graph(monkeypatch):
         compiled = _generate(model, sampler, 2, compile=True)
     assert torch.equal(compiled, eager)
     assert any(event.key == "enhanced_tx::packed_linear" for event in prof.key_averages())
+
+
+def test_importing_the_commands_does_not_import_the_compiler():
+    """Marking the compiled matmul choice a constant imports torch._dynamo (1.3 s): only a compiled step may."""
+    code = "import sys, enhanced_tx.cli, enhanced_tx.tasks.generate, enhanced_tx.tasks.train; "
+    code += "sys.exit('torch._dynamo' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

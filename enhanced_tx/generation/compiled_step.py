@@ -18,6 +18,7 @@ from enhanced_tx.generation.logits import mask_padded_vocab
 from enhanced_tx.generation.steppers import CachedStepper
 from enhanced_tx.model import EncoderDecoder
 from enhanced_tx.model.cache import DecoderCache
+from enhanced_tx.model.linear import pack_in_compiled_graphs
 
 _compiled = None  # the compiled step, made on first use (a guard on the model recompiles it per model)
 
@@ -48,6 +49,7 @@ class CompiledStepper(CachedStepper):
         if self.cache.offset == 0:
             return super().__call__(tokens)
         if _compiled is None:
+            pack_in_compiled_graphs()
             _compiled = torch.compile(_step, dynamic=None)
         _mark_rows_static(tokens, self.cache)
         scores, self.cache = _compiled(self.model, tokens, self.cache)

@@ -191,10 +191,21 @@ def _(x: Tensor, weight: Tensor) -> Tensor:
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
-@torch._dynamo.assume_constant_result
 def _compiled_choice(k: int, n: int, dtype: torch.dtype, rows: int) -> str:
     """`choose_inference`, run when the graph is traced (it may measure) and fixed in the graph."""
     return choose_inference(k, n, dtype, rows, INFERENCE_CANDIDATES)
+
+
+_packed_in_graphs = False  # set by pack_in_compiled_graphs()
+
+
+def pack_in_compiled_graphs() -> None:
+    """From now on compiled inference graphs call the packed op where the eager rule packs (the compiled decode
+    step calls this before compiling). Not done at import: marking the choice a constant imports torch._dynamo,
+    1.3 s of every command's start."""
+    global _packed_in_graphs
+    torch.compiler.assume_constant_result(_compiled_choice)  # marks the function itself
+    _packed_in_graphs = True
 
 
 def _compiled_linear(x: Tensor, weight: Tensor, backend: str) -> Tensor:
@@ -203,7 +214,8 @@ def _compiled_linear(x: Tensor, weight: Tensor, backend: str) -> Tensor:
     The row count must be static in the graph (the compiled decode step marks the batch static)."""
     rows = x.numel() // max(x.shape[-1], 1)
     if (
-        backend in _ONEDNN_BACKENDS
+        _packed_in_graphs
+        and backend in _ONEDNN_BACKENDS
         and _MKLDNN
         and x.device.type == "cpu"
         and x.dtype == weight.dtype
