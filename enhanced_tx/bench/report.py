@@ -120,8 +120,9 @@ def beam_table(results: Results) -> Table:
     table.notes.append(
         f"fp32, {config.get('beam_new_tokens')} steps from a {config.get('beam_src_len')}-token source; tok/s = batch "
         "x steps / best whole call. ours: generate() packing its weights inside the call; ours (packed once): "
-        "the weights packed before the timed call, as in a process that generates many batches. matmul ms/step: "
-        "the time one more call spends in matmul ops alone (MatmulTimer)."
+        "the weights packed before the timed call, as in a process that generates many batches; ours (compiled "
+        "step): generate(compile=True), compiled in an untimed warm-up. matmul ms/step: the time one more call "
+        "spends in matmul ops alone (MatmulTimer; not for the compiled step, whose compiling a dispatch mode stops)."
     )
     return table
 

@@ -29,9 +29,14 @@ def _step(model: EncoderDecoder, tokens: Tensor, cache: DecoderCache) -> tuple[T
 
 
 def _mark_rows_static(tokens: Tensor, cache: DecoderCache) -> None:
-    """Keep the row count a constant in the graph, so each matmul's backend is chosen for it."""
+    """Keep the row and source counts constants in the graph, so each matmul's backend is chosen for its rows
+    (and a second batch size does not turn the first one's graphs into slower symbolic-shape ones)."""
     for tensor in (tokens, *cache.self_k, *cache.self_v):
         torch._dynamo.mark_static(tensor, 0)
+    for tensor in (cache.cross_k, cache.cross_v):  # (L, N, H, S, hd)
+        torch._dynamo.mark_static(tensor, 1)
+    if cache.cross_mask is not None:
+        torch._dynamo.mark_static(cache.cross_mask, 0)
 
 
 class CompiledStepper(CachedStepper):
