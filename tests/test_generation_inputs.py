@@ -134,3 +134,16 @@ def test_a_failed_load_leaves_an_existing_results_file_as_it_was(tmp_path, promp
     with pytest.raises(Exception, match="best.pt|checkpoint"):
         generate_text(cfg)
     assert output.read_text() == '{"index": 0}\n'
+
+
+@pytest.mark.slow
+def test_compile_true_generates_the_eager_text_and_says_it_compiles(run_folder, capsys):  # noqa: F811
+    """run_generate.py compile=true end to end (a ~20 s compile): the same text as compile=false."""
+    import torch._dynamo
+
+    torch._dynamo.reset()  # a fresh compile: earlier tests' graphs count against dynamo's 8-graph limit
+    overrides = (f"run={run_folder}", "checkpoint=model.safetensors", "max_new_tokens=6", "stream=false")
+    eager = generate_text(_compose(*overrides))
+    capsys.readouterr()
+    assert generate_text(_compose(*overrides, "compile=true")) == eager
+    assert "compile=true: the decode step compiles for each new batch size" in capsys.readouterr().err

@@ -68,6 +68,8 @@ def generate_text(cfg: DictConfig) -> list[str]:
     check_max_new_tokens(max_new_tokens, run.model.max_seq_len, run.run_dir)
     tokenizer, eos_id = run.tokenizer, run.tokenizer.eos_token_id
     print(f"run: {run.run_dir}  weights: {run.weights.name}  {run.model.summary()}", file=sys.stderr)
+    if compile_step:  # the first batch of each size waits for the compiler: say so, not a silent minute
+        print("compile=true: the decode step compiles for each new batch size (10-90 s on a CPU)", file=sys.stderr)
 
     continues = continues_prompt(run.config)  # pairs runs print only the generated target
     if results is not None:
