@@ -70,6 +70,18 @@ def test_the_compiled_step_finds_the_eager_tokens(sampler, batch):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sampler", [GreedySampler(), BeamSearch(num_beams=3)], ids=["greedy", "beam"])
+def test_the_first_batch_size_compiles_two_graphs_each_later_one_one_and_a_repeat_none(sampler):
+    graphs = torch._dynamo.utils.counters["stats"]
+    model, built = make_model(), []
+    for batch in (1, 3, 1, 3):
+        before = graphs["unique_graphs"]
+        _generate(model, sampler, batch, compile=True)
+        built.append(graphs["unique_graphs"] - before)
+    assert built == [2, 1, 0, 0]
+
+
+@pytest.mark.slow
 def test_weights_the_eager_rule_packs_are_packed_inside_the_graph(monkeypatch):
     """backend="onednn" packs every weight above a size: with the size at 0 every decoder matmul in the graph is
     the packed op, and the beams stay the eager ones."""

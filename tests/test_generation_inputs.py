@@ -54,12 +54,13 @@ def test_counts_below_one_are_errors_before_loading_never_a_default(tmp_path, no
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [(["compile=maybe"], " must be true or false, got 'maybe'"), (["compile=1"], " must be true or false, got 1")]
-    + [(["compile=true", "use_cache=false"], "=true needs use_cache=true")],
+    [(["compile=maybe"], "compile='maybe' must be true, false"), (["compile=1"], "compile=1 must be true, false")]
+    + [(["use_cache=yes"], "use_cache='yes' must be true, false")]
+    + [(["compile=true", "use_cache=false"], "compile=true needs use_cache=true")],
 )
 def test_a_compile_setting_that_cannot_work_is_an_error_before_loading(tmp_path, no_loading, overrides, message):
     cfg = _compose(f"run={tmp_path / 'not_a_run'}", *overrides)
-    with pytest.raises(ConfigError, match=rf"^compile{message}"):
+    with pytest.raises(ConfigError, match=rf"^{message}"):
         generate_text(cfg)
 
 

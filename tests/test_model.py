@@ -167,11 +167,11 @@ def test_cache_reorders_in_a_row_match_the_full_forward_of_each_rows_history(max
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         cache = model.init_cache(model.encode(src), None, max_len=max_len)
-        if per_layer:
-            cache = cache.per_layer()
-            assert isinstance(cache.self_k, list) and cache.max_len == max_len
         history, source = torch.randint(1, 97, (3, 2), generator=generator), torch.arange(3)
         model.decode_step(history, cache)
+        if per_layer:  # after a step: the filled prefix is copied over
+            cache = cache.per_layer()
+            assert isinstance(cache.self_k, list) and cache.max_len == max_len + 1  # one spare position
         for index in ([2, 0], [1, 1], [1, 0], [0, 1]):
             index = torch.tensor(index)
             cache.reorder(index)

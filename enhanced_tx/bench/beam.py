@@ -9,7 +9,7 @@ Ours is measured three ways: `generate()` as called once (it packs the weights `
 to pack into oneDNN's layout inside the call: up to ~1 s for the small model on one thread); inside one outer
 `packed_weights()` block, as a process that generates many batches with the same weights keeps them packed;
 and with `generate(compile=True)` (the compiled decode step, compiled in an untimed warm-up call of full
-length: 10-90 s per batch size).
+length: 10-30 s per batch size).
 
 After the timed calls, one more call of each contender runs under `MatmulTimer`: the seconds its matmuls
 take (`matmul_s`). BART's best call over our matmul seconds is the ceiling of the beam goals: the ratio we

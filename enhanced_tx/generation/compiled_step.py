@@ -1,12 +1,13 @@
 """An opt-in compiled decode step: `generate(..., compile=True)`, `compile=true` in conf/generate.yaml.
 
 One step (decoder, head and the padded-vocabulary mask) is one `torch.compile`d graph. The first step runs
-eagerly (it has another batch size in beam search and offset 0), so a call compiles two graphs per row count:
+eagerly (it has another batch size in beam search and offset 0). The first batch size compiles two graphs:
 one at the first compiled offset, then one with the offset symbolic. The row count stays static in the graph
-(the matmul backend is chosen per row count; `linear._compiled_linear`), so every new batch size compiles
-again: worth it for many calls of one shape, where inductor's fused elementwise work and the absence of
-Python between ops pay (tiny beam search at batch 1: ~1.4x the eager step), not for one call (10-90 s to
-compile). docs/benchmarks.md, "Compiled decode step, opt-in", has the measurements.
+(the matmul backend is chosen per row count; `linear._compiled_linear`), so every new batch size compiles one
+more (`tests/test_compiled_step.py` counts them). Worth it for many calls of one shape, where inductor's fused
+elementwise work and the absence of Python between ops pay (tiny beam search at batch 1: ~1.4x the eager
+step), not for one call (10-30 s to compile). docs/benchmarks.md, "Compiled decode step, opt-in", has the
+measurements.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ def _step(model: EncoderDecoder, tokens: Tensor, cache: DecoderCache) -> tuple[T
 
 
 def _mark_rows_static(tokens: Tensor, cache: DecoderCache) -> None:
-    """Keep the row and source counts constants in the graph, so each matmul's backend is chosen for its rows
-    (and a second batch size does not turn the first one's graphs into slower symbolic-shape ones)."""
+    """Keep the row count a constant in the graph, so each matmul's backend is chosen for its rows; and the
+    source count, without which a second batch size of beam search compiled three graphs instead of one."""
     for tensor in (tokens, *cache.self_k, *cache.self_v):
         torch._dynamo.mark_static(tensor, 0)
     for tensor in (cache.cross_k, cache.cross_v):  # (L, N, H, S, hd)

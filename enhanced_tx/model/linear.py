@@ -191,9 +191,18 @@ def _(x: Tensor, weight: Tensor) -> Tensor:
     return x.new_empty((*x.shape[:-1], weight.shape[0]))
 
 
-def _compiled_choice(k: int, n: int, dtype: torch.dtype, rows: int) -> str:
-    """`choose_inference`, run when the graph is traced (it may measure) and fixed in the graph."""
+def _inference_choice(k: int, n: int, dtype: torch.dtype, rows: int) -> str:
+    """`choose_inference` over this module's candidates; in a compiled graph (after `pack_in_compiled_graphs`)
+    it runs when the graph is traced (it may measure) and its answer is fixed in the graph."""
     return choose_inference(k, n, dtype, rows, INFERENCE_CANDIDATES)
+
+
+def _packs(weight: Tensor, rows: int, backend: str) -> bool:
+    """Whether an inference matmul of `rows` rows packs `weight`: "auto" as measured, "onednn" by size."""
+    if backend == "auto":
+        (n, k) = weight.shape
+        return _inference_choice(k, n, weight.dtype, rows) == "onednn_packed"
+    return weight.numel() * weight.element_size() >= _SMALL_WEIGHT_BYTES
 
 
 _packed_in_graphs = False  # set by pack_in_compiled_graphs()
@@ -204,7 +213,7 @@ def pack_in_compiled_graphs() -> None:
     step calls this before compiling). Not done at import: marking the choice a constant imports torch._dynamo,
     1.3 s of every command's start."""
     global _packed_in_graphs
-    torch.compiler.assume_constant_result(_compiled_choice)  # marks the function itself
+    torch.compiler.assume_constant_result(_inference_choice)  # marks the function itself
     _packed_in_graphs = True
 
 
@@ -223,11 +232,9 @@ def _compiled_linear(x: Tensor, weight: Tensor, backend: str) -> Tensor:
         and not torch.is_grad_enabled()  # dynamo cannot read inference mode; the op checks the rest when it runs
         and not torch.is_autocast_enabled("cpu")
         and isinstance(rows, int)
+        and _packs(weight, rows, backend)
     ):
-        (n, k), size = weight.shape, weight.numel() * weight.element_size()
-        packed = _compiled_choice(k, n, weight.dtype, rows) == "onednn_packed" if backend == "auto" else None
-        if packed or (packed is None and size >= _SMALL_WEIGHT_BYTES):
-            return _packed_linear_op(x, weight)
+        return _packed_linear_op(x, weight)
     return F.linear(x, weight)
 
 
@@ -238,13 +245,9 @@ def linear(x: Tensor, weight: Tensor, backend: str = "default") -> Tensor:
     if backend in _ONEDNN_BACKENDS and _on_cpu(x, weight):
         packable = weight.dtype in _PACKED_DTYPES and not weight.is_inference()
         if packable and _packing_depth() and torch.is_inference_mode_enabled():
-            if backend == "auto":
-                (n, k), rows = weight.shape, x.numel() // max(x.shape[-1], 1)
-                choice = choose_inference(k, n, weight.dtype, rows, INFERENCE_CANDIDATES)
-                if choice == "default" or not _used_before(weight):
-                    return F.linear(x, weight)
-                return _packed_mm(x, weight)
-            if weight.numel() * weight.element_size() < _SMALL_WEIGHT_BYTES:
+            rows = x.numel() // max(x.shape[-1], 1)
+            # "auto" packs a weight from its second use in the block on (`_used_before`)
+            if not _packs(weight, rows, backend) or (backend == "auto" and not _used_before(weight)):
                 return F.linear(x, weight)
             return _packed_mm(x, weight)
         if weight.dtype == torch.float32:

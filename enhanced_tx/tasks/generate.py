@@ -20,6 +20,7 @@ from enhanced_tx.generation.results import ResultsFile, check_max_new_tokens, ou
 from enhanced_tx.generation.samplers import Sampler
 from enhanced_tx.generation.task import continues_prompt, provenance
 from enhanced_tx.generation.text import TextStream, decode_rows, encode_prompts
+from enhanced_tx.model.config_checks import check_flag
 from enhanced_tx.runtime.device import resolve_device
 
 
@@ -42,10 +43,8 @@ def generate_text(cfg: DictConfig) -> list[str]:
     copies, batch_size, max_new_tokens = (
         positive_setting(cfg, key) for key in ("num_return_sequences", "batch_size", "max_new_tokens")
     )
-    compile_step = cfg.get("compile", False)
-    if not isinstance(compile_step, bool):
-        raise ConfigError(f"compile must be true or false, got {compile_step!r}")
-    if compile_step and not cfg.use_cache:
+    use_cache, compile_step = check_flag("use_cache", cfg.use_cache), check_flag("compile", cfg.get("compile", False))
+    if compile_step and not use_cache:
         raise ConfigError("compile=true needs use_cache=true: only the cached decode step is compiled")
     device = resolve_device(cfg.device)
     precision = instantiate(cfg.precision)
@@ -69,7 +68,7 @@ def generate_text(cfg: DictConfig) -> list[str]:
     tokenizer, eos_id = run.tokenizer, run.tokenizer.eos_token_id
     print(f"run: {run.run_dir}  weights: {run.weights.name}  {run.model.summary()}", file=sys.stderr)
     if compile_step:  # the first batch of each size waits for the compiler: say so, not a silent minute
-        print("compile=true: the decode step compiles for each new batch size (10-90 s on a CPU)", file=sys.stderr)
+        print("compile=true: the decode step compiles for each new batch size (10-30 s on a CPU)", file=sys.stderr)
 
     continues = continues_prompt(run.config)  # pairs runs print only the generated target
     if results is not None:
@@ -95,7 +94,7 @@ def generate_text(cfg: DictConfig) -> list[str]:
             sampler=sampler,
             bos_id=tokenizer.bos_token_id,
             eos_id=eos_id,
-            use_cache=cfg.use_cache,
+            use_cache=use_cache,
             compile=compile_step,
             generator=generator,
             on_token=stream,
