@@ -82,6 +82,21 @@ def test_the_first_batch_size_compiles_two_graphs_each_later_one_one_and_a_repea
 
 
 @pytest.mark.slow
+def test_the_step_keeps_compiling_past_dynamos_global_recompile_limit(monkeypatch):
+    """The step has its own limit (`GRAPH_LIMIT`): with the global one at 1, a second batch size still compiles
+    (under the global limit it ran eagerly after 8 graphs, summed over models and batch sizes)."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    graphs = torch._dynamo.utils.counters["stats"]
+    model, sampler, built = make_model(), GreedySampler(), []
+    for batch in (1, 2):
+        before = graphs["unique_graphs"]
+        compiled = _generate(model, sampler, batch, compile=True)
+        built.append(graphs["unique_graphs"] - before)
+        assert torch.equal(compiled, _generate(model, sampler, batch, compile=False))
+    assert built == [2, 1]
+
+
+@pytest.mark.slow
 def test_weights_the_eager_rule_packs_are_packed_inside_the_graph(monkeypatch):
     """backend="onednn" packs every weight above a size: with the size at 0 every decoder matmul in the graph is
     the packed op, and the beams stay the eager ones."""

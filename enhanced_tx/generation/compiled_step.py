@@ -4,7 +4,8 @@ One step (decoder, head and the padded-vocabulary mask) is one `torch.compile`d 
 eagerly (it has another batch size in beam search and offset 0). The first batch size compiles two graphs:
 one at the first compiled offset, then one with the offset symbolic. The row count stays static in the graph
 (the matmul backend is chosen per row count; `linear._compiled_linear`), so every new batch size compiles one
-more (`tests/test_compiled_step.py` counts them). Worth it for many calls of one shape, where inductor's fused
+more (`tests/test_compiled_step.py` counts them), up to `GRAPH_LIMIT` graphs in a process (models x batch sizes;
+past it dynamo runs the step eagerly: a storm of new shapes cannot compile forever). Worth it for many calls of one shape, where inductor's fused
 elementwise work and the absence of Python between ops pay (tiny beam search at batch 1: ~1.4x the eager
 step), not for one call (10-30 s to compile). docs/benchmarks.md, "Compiled decode step, opt-in", has the
 measurements.
@@ -22,6 +23,8 @@ from enhanced_tx.model.cache import DecoderCache
 from enhanced_tx.model.linear import pack_in_compiled_graphs
 
 _compiled = None  # the compiled step, made on first use (a guard on the model recompiles it per model)
+# Graphs of the step a process may compile, instead of dynamo's global 8: every model and batch size needs its own.
+GRAPH_LIMIT = 64
 
 
 def _step(model: EncoderDecoder, tokens: Tensor, cache: DecoderCache) -> tuple[Tensor, DecoderCache]:
@@ -56,7 +59,7 @@ class CompiledStepper(CachedStepper):
             return super().__call__(tokens)
         if _compiled is None:
             pack_in_compiled_graphs()
-            _compiled = torch.compile(_step, dynamic=None)
+            _compiled = torch.compile(_step, dynamic=None, recompile_limit=GRAPH_LIMIT)
         _mark_rows_static(tokens, self.cache)
         scores, self.cache = _compiled(self.model, tokens, self.cache)
         return scores
