@@ -4,11 +4,11 @@ One step (decoder, head and the padded-vocabulary mask) is one `torch.compile`d 
 eagerly (it has another batch size in beam search and offset 0). The first batch size compiles two graphs:
 one at the first compiled offset, then one with the offset symbolic. The row count stays static in the graph
 (the matmul backend is chosen per row count; `linear._compiled_linear`), so every new batch size compiles one
-more (`tests/test_compiled_step.py` counts them), up to `GRAPH_LIMIT` graphs in a process (models x batch sizes;
-past it dynamo runs the step eagerly: a storm of new shapes cannot compile forever). Worth it for many calls of one shape, where inductor's fused
-elementwise work and the absence of Python between ops pay (tiny beam search at batch 1: ~1.4x the eager
-step), not for one call (10-30 s to compile). docs/benchmarks.md, "Compiled decode step, opt-in", has the
-measurements.
+more (`tests/test_compiled_step.py` counts them), up to `GRAPH_LIMIT` graphs in a process (models x batch
+sizes; past it dynamo runs the step eagerly, so a storm of new shapes cannot compile forever). Worth it for
+many calls of one shape, where inductor's fused elementwise work and the absence of Python between ops pay
+(tiny beam search at batch 1: ~1.4x the eager step), not for one call (10-30 s to compile).
+docs/benchmarks.md, "Compiled decode step, opt-in", has the measurements.
 """
 
 from __future__ import annotations
