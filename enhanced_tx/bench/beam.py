@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from enhanced_tx.bench.generation import hf_generator, ours_generator
+from enhanced_tx.bench.generation import OURS_COMPILED, hf_generator, ours_generator
 from enhanced_tx.bench.matmul_time import matmul_seconds
 from enhanced_tx.bench.peers import BART, OURS, Contender
 from enhanced_tx.bench.timing import Samples, time_once
@@ -35,7 +35,6 @@ from enhanced_tx.model.linear import packed_weights
 
 BEAM_SETTINGS = dict(num_beams=5, length_penalty=1.0, early_stopping=True)
 OURS_PACKED_ONCE = "ours (packed once)"
-OURS_COMPILED = "ours (compiled step)"  # generate(compile=True); its warm-up call of full length compiles
 
 
 @dataclass
@@ -49,14 +48,16 @@ class BeamResult:
     matmul_s: float | None = None  # seconds the call spends in matmul ops (one untimed call, instrumented)
 
 
-def beam_runners(contenders: list[Contender]) -> dict[str, Callable[[Tensor, int], Tensor]]:
-    """name -> (src [B, S], new_tokens) -> [B, new_tokens], each over an fp32 eval-mode copy of the weights."""
+def beam_runners(contenders: list[Contender], compiled: bool = True) -> dict[str, Callable[[Tensor, int], Tensor]]:
+    """name -> (src [B, S], new_tokens) -> [B, new_tokens], each over an fp32 eval-mode copy of the weights;
+    `compiled`: with the compiled-step row."""
     runners = {}
     for contender in contenders:
         model = copy.deepcopy(contender.model).float().eval()
         if contender.name == OURS:
             runners[OURS] = runners[OURS_PACKED_ONCE] = ours_generator(model, BeamSearch(**BEAM_SETTINGS))
-            runners[OURS_COMPILED] = ours_generator(model, BeamSearch(**BEAM_SETTINGS), compile=True)
+            if compiled:
+                runners[OURS_COMPILED] = ours_generator(model, BeamSearch(**BEAM_SETTINGS), compile=True)
         elif contender.name == BART:
             runners[BART] = hf_generator(model, **BEAM_SETTINGS)
     return runners

@@ -104,4 +104,5 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         cfg.peak_size, cfg.tokenize_mb = 512, 2.0
         cfg.realdata = RealDataSpec(pairs=2000, seconds=2.0)
         cfg.compile_backend = "aot_eager"  # a smoke run: the compile section without inductor's minutes
+        cfg.compiled_decode = False  # and no compiled decode step (8-30 s a graph)
     return cfg

@@ -18,6 +18,7 @@ from enhanced_tx.bench.peers import BART, OURS, Contender
 from enhanced_tx.bench.timing import Samples, time_once
 
 NEVER = -1  # an eos_id no token can equal: generation runs to max_new_tokens
+OURS_COMPILED = "ours (compiled step)"  # generate(compile=True); its warm-up call of full length compiles
 WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -66,13 +67,16 @@ def hf_generator(model: torch.nn.Module, **settings) -> Callable[[Tensor, int], 
     return run
 
 
-def generator_for(contender: Contender, dtype: str, use_cache: bool = True) -> Callable[[Tensor, int], Tensor]:
-    """A generation callable over a copy of the contender's weights cast to `dtype` (eval mode)."""
+def generator_for(
+    contender: Contender, dtype: str, use_cache: bool = True, compile: bool = False
+) -> Callable[[Tensor, int], Tensor]:
+    """A generation callable over a copy of the contender's weights cast to `dtype` (eval mode); `compile`:
+    ours with the compiled decode step."""
     model = copy.deepcopy(contender.model).to(WEIGHT_DTYPES[dtype]).eval()
     if contender.name == OURS:
         from enhanced_tx.generation import GreedySampler
 
-        return ours_generator(model, GreedySampler(), use_cache)
+        return ours_generator(model, GreedySampler(), use_cache, compile)
     if contender.name == BART:
         return hf_generator(model, num_beams=1)
     raise ValueError(f"no generation benchmark for {contender.name}")
@@ -97,8 +101,8 @@ def measure_generation(
 ) -> list[GenResult]:
     """Interleave `repeats` timed calls of every runner on the same random source; the best call counts."""
     src = torch.randint(4, vocab, (batch, src_len), generator=torch.Generator().manual_seed(1)).to(device)
-    warm = min(new_tokens, 8)
     for runner in runners:
+        warm = new_tokens if runner.model == OURS_COMPILED else min(new_tokens, 8)  # compiles the step's graphs
         out = runner.run(src, warm)  # warm-up, and a check that EOS really is ignored
         if tuple(out.shape) != (batch, warm):
             raise RuntimeError(f"{runner.model} generated {tuple(out.shape)} tokens, expected {(batch, warm)}")

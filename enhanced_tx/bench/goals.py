@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from enhanced_tx.bench.generation import OURS_COMPILED
 from enhanced_tx.bench.peers import BART, OURS
 from enhanced_tx.bench.realdata import BART_REAL, OURS_NOPAD, OURS_REAL
 from enhanced_tx.bench.runner import Results
@@ -65,13 +66,15 @@ def evaluate(results: Results) -> list[tuple[Goal, float | None]]:
     for r in (r for r in results.compiled if r.backend == "inductor"):  # aot_eager (--quick) speeds nothing up
         # a tie is acceptable, slower is not (0.98: the step-to-step noise here)
         checks.append((Goal(f"compiled vs eager step, {r.size} {r.dtype} (eager s / compiled s)", 0.98), r.ratio))
+    compiled = any(r.model == OURS_COMPILED for r in results.generate)
     for size, batch, target in (("tiny", 1, 2.0), ("small", 8, 2.0), ("small", 1, 1.4)):
-        checks.append(
-            (
-                Goal(f"generate {size} B{batch} fp32 vs BART fp32", target),
-                _div(_gen(results, size, batch, "fp32", OURS), _gen(results, size, batch, "fp32", BART)),
+        for model, label in ((OURS, ""), (OURS_COMPILED, f" {OURS_COMPILED}"))[: 1 + compiled]:
+            checks.append(
+                (
+                    Goal(f"generate {size} B{batch} fp32{label} vs BART fp32", target),
+                    _div(_gen(results, size, batch, "fp32", model), _gen(results, size, batch, "fp32", BART)),
+                )
             )
-        )
     checks.append(
         (
             Goal("generate small B1 bf16 weights vs BART fp32", 2.5),

@@ -13,7 +13,7 @@ from enhanced_tx.bench.attention_variants import NEW_TOKENS as ATTENTION_NEW_TOK
 from enhanced_tx.bench.attention_variants import AttentionResult, measure_attention_variants
 from enhanced_tx.bench.beam import BeamResult, beam_runners, measure_beam
 from enhanced_tx.bench.compiled import CompiledResult, measure_compiled
-from enhanced_tx.bench.generation import GenResult, Runner, generator_for, measure_generation
+from enhanced_tx.bench.generation import OURS_COMPILED, GenResult, Runner, generator_for, measure_generation
 from enhanced_tx.bench.levers import LeverResult, generation_levers, training_levers
 from enhanced_tx.bench.loss_memory import LossMemoryResult, measure_loss_memory
 from enhanced_tx.bench.machine import describe
@@ -43,6 +43,7 @@ class BenchConfig:
     device: str = "cpu"
     compile: bool = False
     compile_backend: str = "inductor"  # the compile section's (--quick: aot_eager, no C++ build)
+    compiled_decode: bool = True  # the "ours (compiled step)" rows of generate and beam (--quick: none)
     linear_backend: str = "onednn"  # ours; "default" = PyTorch's dispatch
     optimizer: str = "fused"  # every contender; HF Trainer's default on torch >= 2.8
     gen_batches: list[int] = field(default_factory=lambda: [1, 8])
@@ -136,6 +137,11 @@ def _generate(shape: Shape, cfg: BenchConfig, results: Results) -> None:
     contenders = [build(name, shape, cfg) for name in names]
     dtypes = [d for d in cfg.dtypes if not (d == "fp16" and device.type == "cpu")]
     runners = [Runner(c.name, dtype, generator_for(c, dtype)) for c in contenders for dtype in dtypes]
+    if (
+        cfg.compiled_decode and OURS in names and "fp32" in dtypes
+    ):  # the opt-in compiled step, fp32 only (each graph takes 8-30 s here)
+        ours = contenders[names.index(OURS)]
+        runners.append(Runner(OURS_COMPILED, "fp32", generator_for(ours, "fp32", compile=True)))
     del contenders
     for batch in cfg.gen_batches:
         with Contention() as contention:
@@ -162,7 +168,8 @@ def _realdata(shape: Shape, cfg: BenchConfig, results: Results) -> None:
 
 def _beam(shape: Shape, cfg: BenchConfig, results: Results) -> None:
     device = torch.device(cfg.device)
-    runners = beam_runners([build(name, shape, cfg) for name in (OURS, BART) if name in cfg.models])
+    contenders = [build(name, shape, cfg) for name in (OURS, BART) if name in cfg.models]
+    runners = beam_runners(contenders, compiled=cfg.compiled_decode)
     for batch in cfg.beam_batches:
         with Contention() as contention:
             results.beam += measure_beam(
