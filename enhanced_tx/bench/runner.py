@@ -137,9 +137,8 @@ def _generate(shape: Shape, cfg: BenchConfig, results: Results) -> None:
     contenders = [build(name, shape, cfg) for name in names]
     dtypes = [d for d in cfg.dtypes if not (d == "fp16" and device.type == "cpu")]
     runners = [Runner(c.name, dtype, generator_for(c, dtype)) for c in contenders for dtype in dtypes]
-    if (
-        cfg.compiled_decode and OURS in names and "fp32" in dtypes
-    ):  # the opt-in compiled step, fp32 only (each graph takes 8-30 s here)
+    # the opt-in compiled step, fp32 only (each graph takes 8-30 s here)
+    if cfg.compiled_decode and OURS in names and "fp32" in dtypes:
         ours = contenders[names.index(OURS)]
         runners.append(Runner(OURS_COMPILED, "fp32", generator_for(ours, "fp32", compile=True)))
     del contenders
