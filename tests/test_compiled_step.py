@@ -1,5 +1,5 @@
 """generate(compile=True): the compiled decode step (`generation/compiled_step.py`) finds the eager tokens, and the
-packed matmul op it calls inside the graph (`linear._packed_linear_op`) equals F.linear. Compiling takes 10-30 s a
+packed matmul op it calls inside the graph (`linear._packed_linear_op`) equals F.linear. Compiling takes 8-30 s a
 test: those are slow; the op and the error paths are not."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .conftest import make_model
 
 @pytest.fixture(autouse=True)
 def _fresh_compiler():
-    """Each test's models compile anew: dynamo gives up compiling a function after 8 graphs (then runs it eagerly)."""
+    """Each test's models compile anew, so the graph counts are each test's own."""
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()

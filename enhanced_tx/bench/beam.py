@@ -9,7 +9,7 @@ Ours is measured three ways: `generate()` as called once (it packs the weights `
 to pack into oneDNN's layout inside the call: up to ~1 s for the small model on one thread); inside one outer
 `packed_weights()` block, as a process that generates many batches with the same weights keeps them packed;
 and with `generate(compile=True)` (the compiled decode step, compiled in an untimed warm-up call of full
-length: 10-30 s per batch size).
+length: 8-30 s per batch size).
 
 After the timed calls, one more call of each contender runs under `MatmulTimer`: the seconds its matmuls
 take (`matmul_s`). BART's best call over our matmul seconds is the ceiling of the beam goals: the ratio we
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from enhanced_tx.bench.generation import OURS_COMPILED, hf_generator, ours_generator
+from enhanced_tx.bench.generation import OURS_COMPILED, hf_generator, ours_generator, warm_up_tokens
 from enhanced_tx.bench.matmul_time import matmul_seconds
 from enhanced_tx.bench.peers import BART, OURS, Contender
 from enhanced_tx.bench.timing import Samples, time_once
@@ -88,7 +88,7 @@ def measure_beam(
     """Interleave `repeats` timed calls of every runner on the same random source; the best call counts."""
     src = torch.randint(4, vocab, (batch, src_len), generator=torch.Generator().manual_seed(2)).to(device)
     for name, run in runners.items():
-        warm = new_tokens if name == OURS_COMPILED else min(new_tokens, 4)  # the compiled step: its graphs
+        warm = warm_up_tokens(name, new_tokens, 4)
         out = run(src, warm)  # warm-up, and a check that EOS really is ignored
         if tuple(out.shape) != (batch, warm):
             raise RuntimeError(f"{name} returned {tuple(out.shape)} tokens, expected {(batch, warm)}")

@@ -19,6 +19,12 @@ from enhanced_tx.bench.timing import Samples, time_once
 
 NEVER = -1  # an eos_id no token can equal: generation runs to max_new_tokens
 OURS_COMPILED = "ours (compiled step)"  # generate(compile=True); its warm-up call of full length compiles
+
+
+def warm_up_tokens(model: str, new_tokens: int, short: int) -> int:
+    """Tokens of a contender's untimed first call: `short`, or all of them for the compiled step (whose graphs
+    compile in it)."""
+    return new_tokens if model == OURS_COMPILED else min(new_tokens, short)
 WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -102,7 +108,7 @@ def measure_generation(
     """Interleave `repeats` timed calls of every runner on the same random source; the best call counts."""
     src = torch.randint(4, vocab, (batch, src_len), generator=torch.Generator().manual_seed(1)).to(device)
     for runner in runners:
-        warm = new_tokens if runner.model == OURS_COMPILED else min(new_tokens, 8)  # compiles the step's graphs
+        warm = warm_up_tokens(runner.model, new_tokens, 8)
         out = runner.run(src, warm)  # warm-up, and a check that EOS really is ignored
         if tuple(out.shape) != (batch, warm):
             raise RuntimeError(f"{runner.model} generated {tuple(out.shape)} tokens, expected {(batch, warm)}")

@@ -7,7 +7,7 @@ one at the first compiled offset, then one with the offset symbolic. The row cou
 more (`tests/test_compiled_step.py` counts them), up to `GRAPH_LIMIT` graphs in a process (models x batch
 sizes; past it dynamo runs the step eagerly, so a storm of new shapes cannot compile forever). Worth it for
 many calls of one shape, where inductor's fused elementwise work and the absence of Python between ops pay
-(tiny beam search at batch 1: ~1.4x the eager step), not for one call (10-30 s to compile).
+(tiny beam search at batch 1: ~1.4x the eager step), not for one call (8-30 s to compile).
 docs/benchmarks.md, "Compiled decode step, opt-in", has the measurements.
 """
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from enhanced_tx.data.source_markers import run_source_markers
 from enhanced_tx.errors import ConfigError
-from enhanced_tx.generation.decode import generate
+from enhanced_tx.generation.decode import check_step_settings, generate
 from enhanced_tx.generation.loading import load_run, resolve_run_dir
 from enhanced_tx.generation.prompts import prompt_list, read_prompts_file, typed_override
 from enhanced_tx.generation.results import ResultsFile, check_max_new_tokens, output_path, positive_setting
@@ -44,8 +44,7 @@ def generate_text(cfg: DictConfig) -> list[str]:
         positive_setting(cfg, key) for key in ("num_return_sequences", "batch_size", "max_new_tokens")
     )
     use_cache, compile_step = check_flag("use_cache", cfg.use_cache), check_flag("compile", cfg.get("compile", False))
-    if compile_step and not use_cache:
-        raise ConfigError("compile=true needs use_cache=true: only the cached decode step is compiled")
+    check_step_settings(use_cache, compile_step)  # before loading
     device = resolve_device(cfg.device)
     precision = instantiate(cfg.precision)
     precision.check_device(device)
@@ -68,7 +67,7 @@ def generate_text(cfg: DictConfig) -> list[str]:
     tokenizer, eos_id = run.tokenizer, run.tokenizer.eos_token_id
     print(f"run: {run.run_dir}  weights: {run.weights.name}  {run.model.summary()}", file=sys.stderr)
     if compile_step:  # the first batch of each size waits for the compiler: say so, not a silent minute
-        print("compile=true: the decode step compiles for each new batch size (10-30 s on a CPU)", file=sys.stderr)
+        print("compile=true: the decode step compiles for each new batch size (8-30 s on a CPU)", file=sys.stderr)
 
     continues = continues_prompt(run.config)  # pairs runs print only the generated target
     if results is not None:
