@@ -4,6 +4,7 @@ test: those are slow; the op and the error paths are not."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.profiler import profile
+from torch.utils.flop_counter import FlopCounterMode
 
 from enhanced_tx.errors import ConfigError
 from enhanced_tx.generation import BeamSearch, GreedySampler, generate
@@ -94,6 +96,23 @@ def test_the_step_keeps_compiling_past_dynamos_global_recompile_limit(monkeypatc
         built.append(graphs["unique_graphs"] - before)
         assert torch.equal(compiled, _generate(model, sampler, batch, compile=False))
     assert built == [2, 1]
+
+
+@pytest.mark.slow
+def test_a_call_under_a_dispatch_mode_runs_eagerly_and_later_batch_sizes_still_compile():
+    """FlopCounterMode is a TorchDispatchMode: the step under it runs eagerly (same tokens, every matmul counted),
+    and does not leave dynamo running the step eagerly ever after (it built no graph for later batch sizes)."""
+    graphs = torch._dynamo.utils.counters["stats"]
+    model, sampler, built = make_model(), GreedySampler(), []
+    for batch, counted in ((1, False), (2, True), (3, False)):
+        before = graphs["unique_graphs"]
+        with FlopCounterMode(display=False) if counted else contextlib.nullcontext() as flops:
+            compiled = _generate(model, sampler, batch, compile=True)
+        built.append(graphs["unique_graphs"] - before)
+        assert torch.equal(compiled, _generate(model, sampler, batch, compile=False))
+        if counted:
+            assert flops.get_total_flops() > 0
+    assert built == [2, 0, 1]
 
 
 @pytest.mark.slow

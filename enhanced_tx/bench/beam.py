@@ -100,7 +100,7 @@ def measure_beam(
     matmul_s = {}
     if device.type == "cpu":  # elsewhere ops run asynchronously: wall time around an op is not its time
         for name, run in runners.items():
-            if name == OURS_COMPILED:  # under a dispatch mode dynamo stops compiling the step for good
+            if name == OURS_COMPILED:  # under the timer's dispatch mode the step runs eagerly
                 continue
             with _measured_as(name, run, src):
                 matmul_s[name] = matmul_seconds(lambda run=run: run(src, new_tokens))

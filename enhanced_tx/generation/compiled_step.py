@@ -5,7 +5,9 @@ eagerly (it has another batch size in beam search and offset 0). The first batch
 one at the first compiled offset, then one with the offset symbolic. The row count stays static in the graph
 (the matmul backend is chosen per row count; `linear._compiled_linear`), so every new batch size compiles one
 more (`tests/test_compiled_step.py` counts them), up to `GRAPH_LIMIT` graphs in a process (models x batch
-sizes; past it dynamo runs the step eagerly, so a storm of new shapes cannot compile forever). Worth it for
+sizes; past it dynamo runs the step eagerly, so a storm of new shapes cannot compile forever). Under a
+`TorchDispatchMode` (such as `FlopCounterMode`) the step runs eagerly: dynamo cannot trace one, and a step
+it had tried to trace under one ran eagerly ever after, at every batch size. Worth it for
 many calls of one shape, where inductor's fused elementwise work and the absence of Python between ops pay
 (tiny beam search at batch 1: ~1.4x the eager step), not for one call (8-30 s to compile).
 docs/benchmarks.md, "Compiled decode step, opt-in", has the measurements.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from enhanced_tx.generation.logits import mask_padded_vocab
 from enhanced_tx.generation.steppers import CachedStepper
@@ -55,7 +58,7 @@ class CompiledStepper(CachedStepper):
 
     def __call__(self, tokens: Tensor) -> Tensor:
         global _compiled
-        if self.cache.offset == 0:
+        if self.cache.offset == 0 or is_in_torch_dispatch_mode():
             return super().__call__(tokens)
         if _compiled is None:
             pack_in_compiled_graphs()
