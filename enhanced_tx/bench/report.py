@@ -123,7 +123,8 @@ def beam_table(results: Results) -> Table:
         "x steps / best whole call. ours: generate() packing its weights inside the call; ours (packed once): "
         "the weights packed before the timed call, as in a process that generates many batches; ours (compiled "
         "step): generate(compile=True), compiled in an untimed warm-up. matmul ms/step: the time one more call "
-        "spends in matmul ops alone (MatmulTimer; not for the compiled step, which runs eagerly under the timer's dispatch mode)."
+        "spends in matmul ops alone (MatmulTimer; not for the compiled step, which runs eagerly under the timer's "
+        "dispatch mode)."
     )
     return table
 
