@@ -190,8 +190,11 @@ def _resume_point(trainer: Trainer, parts: TrainingParts) -> ResumePoint | None:
 
 
 def _restore(trainer, point, model, optimizer, scaler, state, batches, callbacks, budget) -> Budget:
+    from enhanced_tx.checkpoint import sharded as sharded_checkpoint
+
     path, saved = point.path, point.take_state()
-    if saved.get("optimizer") is None:
+    # a sharded checkpoint's .pt names its DCP folder, which always holds the optimizer next to the weights
+    if saved.get("optimizer") is None and not sharded_checkpoint.is_sharded(saved):
         raise RunRefused(
             f"cannot resume from {path}: it holds weights only (trainer.checkpoint=weights, the default of "
             f"multirun jobs, or save_optimizer=false); start a new run from them with trainer.init_from={path}"
