@@ -144,3 +144,17 @@ def test_the_sweep_summary_generates_with_the_jobs_own_first_prompt(sweep_job, t
     (best / "tables.jsonl").write_text((no_override / "tables.jsonl").read_text())
     word = shlex.split(sweep_summary(sweep)[-1])[-1]  # as the shell passes it; newlines folded to one line
     assert OverridesParser.create().parse_override(word).value() == "it's a line", word
+
+
+def test_only_states_without_an_optimizer_anywhere_are_refused_for_resuming():
+    """A sharded checkpoint's `.pt` has no "optimizer" key (its DCP folder holds it): it stays resumable, as a
+    full state does; a weights-only state does not (the slow FSDP resume test runs the sharded case for real)."""
+    from enhanced_tx.checkpoint import sharded
+    from enhanced_tx.training.resume import holds_optimizer
+
+    full = {"model": {"w": torch.zeros(2)}, "optimizer": {"state": {}, "param_groups": []}, "train_state": {}}
+    assert holds_optimizer(full)
+    assert holds_optimizer(sharded.reference(full, "dcp/step_3"))
+    assert "optimizer" not in sharded.reference(full, "dcp/step_3")
+    assert not holds_optimizer({**full, "optimizer": None})
+    assert not holds_optimizer({"model": full["model"], "train_state": {}})

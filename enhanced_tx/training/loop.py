@@ -26,7 +26,7 @@ from enhanced_tx.training.evaluator import Evaluator
 from enhanced_tx.training.metrics import ThroughputWindow
 from enhanced_tx.training.optim import build_optimizer
 from enhanced_tx.training.parts import TrainingParts
-from enhanced_tx.training.resume import ResumePoint, ResumeSpec, RunRefused, find_resume_point
+from enhanced_tx.training.resume import ResumePoint, ResumeSpec, RunRefused, find_resume_point, holds_optimizer
 from enhanced_tx.training.state import TrainingState
 
 if TYPE_CHECKING:
@@ -190,11 +190,8 @@ def _resume_point(trainer: Trainer, parts: TrainingParts) -> ResumePoint | None:
 
 
 def _restore(trainer, point, model, optimizer, scaler, state, batches, callbacks, budget) -> Budget:
-    from enhanced_tx.checkpoint import sharded as sharded_checkpoint
-
     path, saved = point.path, point.take_state()
-    # a sharded checkpoint's .pt names its DCP folder, which always holds the optimizer next to the weights
-    if saved.get("optimizer") is None and not sharded_checkpoint.is_sharded(saved):
+    if not holds_optimizer(saved):
         raise RunRefused(
             f"cannot resume from {path}: it holds weights only (trainer.checkpoint=weights, the default of "
             f"multirun jobs, or save_optimizer=false); start a new run from them with trainer.init_from={path}"

@@ -44,6 +44,14 @@ class RunRefused(ConfigError):
     """The run folder or checkpoint belongs to another run; raised before anything in the folder is touched."""
 
 
+def holds_optimizer(state: dict) -> bool:
+    """Whether a checkpoint's state can continue training: it holds the optimizer, or it is a sharded checkpoint's
+    `.pt`, whose DCP folder always holds the optimizer beside the weights (weights-only states hold neither)."""
+    from enhanced_tx.checkpoint import sharded  # torch.distributed.checkpoint: imported only when resuming
+
+    return state.get("optimizer") is not None or sharded.is_sharded(state)
+
+
 @dataclass(frozen=True)
 class ResumeSpec:
     """`trainer.resume`: None/"" (a fresh run into an empty folder), "none" (start over in this folder,
