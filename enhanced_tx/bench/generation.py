@@ -19,13 +19,13 @@ from enhanced_tx.bench.timing import Samples, time_once
 
 NEVER = -1  # an eos_id no token can equal: generation runs to max_new_tokens
 OURS_COMPILED = "ours (compiled step)"  # generate(compile=True); its warm-up call of full length compiles
+WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def warm_up_tokens(model: str, new_tokens: int, short: int) -> int:
     """Tokens of a contender's untimed first call: `short`, or all of them for the compiled step (whose graphs
     compile in it)."""
     return new_tokens if model == OURS_COMPILED else min(new_tokens, short)
-WEIGHT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
