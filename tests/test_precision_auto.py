@@ -56,8 +56,38 @@ def test_the_choice_follows_the_measurement_both_ways(cache, monkeypatch, fp32_s
 
 def test_the_measurement_weights_each_shape_by_its_count(monkeypatch):
     fake_timer(monkeypatch, 1.0, 0.25)
-    seconds = pc.measure(pc.weight_shapes(model()), CPU)
-    assert seconds == {"fp32": 3.0, "bf16": 0.75}  # (32x16) twice + (16x32) once, best of the repeats
+    measured = pc.measure(pc.weight_shapes(model()), CPU)
+    assert measured.seconds == {"fp32": 3.0, "bf16": 0.75}  # (32x16) twice + (16x32) once, best of the repeats
+    assert (measured.timed, measured.shapes) == (2, 2)
+
+
+def shape_timer(monkeypatch, bf16_per_fp32: float) -> list:
+    """A timer whose seconds grow with the weight's size, bf16 `bf16_per_fp32` times fp32's; logs weight shapes."""
+    shapes = []
+
+    def timed(dtype, x, weight):
+        shapes.append(tuple(weight.shape))
+        return weight.numel() * 1e-6 * (bf16_per_fp32 if dtype == torch.bfloat16 else 1.0)
+
+    monkeypatch.setattr(pc, "time_once", timed)
+    return shapes
+
+
+def test_a_bf16_far_behind_on_the_cheapest_shape_stops_the_timing(cache, monkeypatch):
+    big = nn.Sequential(nn.Linear(64, 256), nn.Linear(8, 8), nn.Linear(256, 64))
+    timed = shape_timer(monkeypatch, 4.0)  # emulated bf16 (an AVX2-only CPU): 19-32x in fact
+    measured = pc.measure(pc.weight_shapes(big), CPU)
+    assert set(timed) == {(8, 8)} and (measured.timed, measured.shapes) == (1, 3)  # the cheapest, alone
+    lines = []
+    assert type(AutoPrecision().resolve(big, CPU, say=lines.append)) is Precision
+    assert "stopped after 1 of 3 shapes" in lines[0] and "0.25x" in lines[0]
+
+
+def test_a_bf16_within_the_screen_is_timed_on_every_shape_cheapest_first(monkeypatch):
+    big = nn.Sequential(nn.Linear(64, 256), nn.Linear(8, 8), nn.Linear(256, 64))
+    timed = shape_timer(monkeypatch, pc.SCREEN * 0.9)
+    measured = pc.measure(pc.weight_shapes(big), CPU)
+    assert list(dict.fromkeys(timed)) == [(8, 8), (64, 256), (256, 64)] and measured.timed == 3
 
 
 def test_the_cache_answers_the_second_call(cache, monkeypatch):
@@ -74,7 +104,7 @@ def test_the_cache_answers_the_second_call(cache, monkeypatch):
 
 
 def test_a_real_measurement_times_both_candidates():
-    seconds = pc.measure(pc.weight_shapes(nn.Linear(32, 48)), CPU)
+    seconds = pc.measure(pc.weight_shapes(nn.Linear(32, 48)), CPU).seconds
     assert set(seconds) == {"fp32", "bf16"} and all(0 < s < 10 for s in seconds.values())
 
 

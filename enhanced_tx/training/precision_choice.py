@@ -4,7 +4,10 @@ Whether bf16 pays on a CPU is not told by its flags: on an AMD EPYC (AVX512_BF16
 1.5x faster under bf16 autocast, on an Intel Xeon with AVX512_BF16 0.79x (slower). So on a CPU this times
 a forward + backward of every distinct weight shape of the model (x [128, K] @ W[N, K]^T, weighted by how
 many weights have that shape), fp32 against bf16 autocast, alternating, best of 3; bf16 must win by 3%
-(fp32 is the reference numerics). On CUDA the documented hardware rule holds: bf16 where
+(fp32 is the reference numerics). The shapes are timed from the cheapest up, and the timing stops once
+bf16 has taken `SCREEN` times fp32's seconds so far: on a CPU without bf16 hardware (an AVX2-only AMD EPYC)
+bf16 ran 19x slower on the tiny model's shapes and 32x on small's, whose full timing took 106 s; the screen
+decides there in a few seconds. On CUDA the documented hardware rule holds: bf16 where
 `torch.cuda.is_bf16_supported()`, else fp32 (nothing measured).
 
 A CPU's measurement is kept per machine (CPU model, vector extensions, torch version, threads: the key of
@@ -26,6 +29,7 @@ from enhanced_tx.model import linear_choice
 CACHE_FILE = "precision.json"
 ROWS, REPEATS = 128, 3
 MARGIN = 1.03  # bf16 replaces fp32 only when this much faster
+SCREEN = 3.0  # stop timing once bf16 has taken this many times fp32's seconds: no larger shape can turn that
 CANDIDATES = {"fp32": None, "bf16": torch.bfloat16}  # name -> autocast dtype (None: no autocast)
 
 
@@ -54,12 +58,22 @@ def time_once(dtype: torch.dtype | None, x: torch.Tensor, weight: torch.Tensor) 
     return time.perf_counter() - start
 
 
-def measure(shapes: Counter[tuple[int, int]], device: torch.device) -> dict[str, float]:
-    """Best seconds per candidate summed over the shapes (each weighted by its count), timed alternately."""
+@dataclass(frozen=True)
+class Measurement:
+    seconds: dict[str, float]  # best seconds per candidate, summed over the shapes timed (weighted by count)
+    timed: int  # shapes timed, cheapest first
+    shapes: int  # distinct shapes of the model
+
+
+def measure(shapes: Counter[tuple[int, int]], device: torch.device) -> Measurement:
+    """Best seconds per candidate summed over the shapes (each weighted by its count), timed alternately,
+    cheapest shape first, stopping early where bf16 has already lost by `SCREEN`."""
     generator = torch.Generator().manual_seed(0)  # private: the run's RNG (dropout, data order) is untouched
     total = dict.fromkeys(CANDIDATES, 0.0)
+    ordered = sorted(shapes.items(), key=lambda item: (item[0][0] * item[0][1], item[0]))
+    timed = 0
     with torch.inference_mode(False), torch.enable_grad():
-        for (n, k), count in sorted(shapes.items()):
+        for (n, k), count in ordered:
             x = torch.randn(ROWS, k, generator=generator).to(device).requires_grad_()
             weight = torch.randn(n, k, generator=generator).to(device).requires_grad_()
             best = dict.fromkeys(CANDIDATES, float("inf"))
@@ -70,7 +84,10 @@ def measure(shapes: Counter[tuple[int, int]], device: torch.device) -> dict[str,
                     best[name] = min(best[name], time_once(dtype, x, weight))
             for name in CANDIDATES:
                 total[name] += count * best[name]
-    return total
+            timed += 1
+            if total["bf16"] > SCREEN * total["fp32"]:
+                break
+    return Measurement(total, timed, len(ordered))
 
 
 def pick(seconds: dict[str, float]) -> str:
@@ -90,7 +107,10 @@ def choose(model: nn.Module, device: torch.device) -> Choice:
         seconds, how = saved.get("seconds") or {}, "cached"
         choice = saved["choice"]
     else:
-        seconds, how = measure(shapes, device), "measured now"
+        measured = measure(shapes, device)
+        seconds, how = measured.seconds, "measured now"
+        if measured.timed < measured.shapes:
+            how += f", stopped after {measured.timed} of {measured.shapes} shapes"
         choice = pick(seconds)
         linear_choice.remember(CACHE_FILE, shape, choice, seconds)
     ratio = seconds["fp32"] / seconds["bf16"] if seconds.get("bf16") and "fp32" in seconds else None
