@@ -46,7 +46,6 @@ from enhanced_tx.model.recompute import low_precision_weight
 
 LINEAR_BACKENDS = ("auto", "default", "onednn")
 _ONEDNN_BACKENDS = ("auto", "onednn")
-_PACKED_DTYPES = (torch.float32, torch.bfloat16)
 # backend="onednn" in inference: weights below this size stay in the cache between calls, where oneDNN's fixed
 # cost per call (~15 us) outweighs its faster inner loop: they take F.linear. ("auto" measures instead.)
 _SMALL_WEIGHT_BYTES = 1 << 20
@@ -170,6 +169,26 @@ INFERENCE_CANDIDATES = {"default": lambda weight: lambda x: F.linear(x, weight),
 
 
 _MKLDNN = torch.backends.mkldnn.is_available()
+
+
+def packable_dtypes(reorder: Callable[[Tensor], Tensor] | None = None) -> frozenset[torch.dtype]:
+    """The weight dtypes oneDNN packs on this CPU, found by packing a small weight of each: bf16 packing needs
+    AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT and raises on an AVX2-only CPU (an AMD EPYC without AVX-512), where
+    bf16 weights then take F.linear. `reorder` replaces oneDNN's packing (tests)."""
+    if not _MKLDNN:
+        return frozenset()
+    reorder = reorder or torch.ops.mkldnn._reorder_linear_weight
+    found = set()
+    for dtype in (torch.float32, torch.bfloat16):
+        try:
+            reorder(torch.zeros(8, 8, dtype=dtype))
+        except RuntimeError:
+            continue
+        found.add(dtype)
+    return frozenset(found)
+
+
+_PACKED_DTYPES = packable_dtypes()  # once per process: the CPU does not change under it
 
 
 def _on_cpu(x: Tensor, weight: Tensor) -> bool:

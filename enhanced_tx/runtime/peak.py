@@ -67,6 +67,22 @@ def measure_peaks(dtypes: list[str], device: torch.device, size: int | None = No
     return peaks
 
 
+CPU_MATMUL_SECONDS = 0.1  # the longest one timed matmul of the start-of-run peak may take on a CPU
+PROBE_SIZE = 128
+
+
+def fitting_size(dtype: torch.dtype, size: int) -> int:
+    """`size`, or less where a CPU multiplies `dtype` so slowly that a matmul of `size` would take more than
+    `CPU_MATMUL_SECONDS` at the rate of a small probe: bf16 without bf16 hardware (an AVX2-only AMD EPYC,
+    0.74 GFLOP/s against fp32's 71) took 53 s over the tries at 1024. A multiple of 64, at least the probe's."""
+    a, b = torch.randn(PROBE_SIZE, PROBE_SIZE).to(dtype), torch.randn(PROBE_SIZE, PROBE_SIZE).to(dtype)
+    a @ b  # warm-up
+    seconds = _seconds(lambda: a @ b, torch.device("cpu"))
+    rate = 2.0 * PROBE_SIZE**3 / max(seconds, 1e-9)
+    fits = int((CPU_MATMUL_SECONDS * rate / 2.0) ** (1 / 3)) // 64 * 64
+    return max(PROBE_SIZE, min(size, fits))
+
+
 def best_peak(peaks: list[Peak], dtype: str) -> float | None:
     values = [p.flops for p in peaks if p.dtype == dtype]
     return max(values) if values else None
@@ -82,9 +98,9 @@ def measure_matmul_peak(
     peak measured when it was quiet). Random matrices come from a forked RNG: the training RNG (dropout) is the
     same whether the peak is measured or set, so a resumed run stays bit-identical."""
     name = next(k for k, v in DTYPES.items() if v == dtype)
-    size = size or (4096 if device.type == "cuda" else 1024)  # a second at most at the start of a run
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
+        size = size or (4096 if device.type == "cuda" else fitting_size(dtype, 1024))  # a second or two at the start
         measured = max(best_peak(measure_peaks([name], device, size, repeats), name) for _ in range(tries))
     key = machine_key(device, name)
     peak = max(measured, datasheet_peak(key, name) or 0.0, remembered_peaks().get(key, 0.0))
