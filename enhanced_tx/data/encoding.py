@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tokenizers import Tokenizer
-from transformers import PreTrainedTokenizerFast
+
+if TYPE_CHECKING:  # transformers takes 1-2 s to import; only the annotations name it
+    from transformers import PreTrainedTokenizerFast
 
 CHUNK_CHARS = 4096  # lines are grouped into chunks this size: parallel, and few tokenization seams
 BATCH_CHUNKS = 256  # chunks per encode_batch call (~1M characters): bounds the token lists held at once

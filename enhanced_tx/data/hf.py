@@ -12,11 +12,10 @@ import itertools
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch.utils.data import Dataset
-from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.cache import resolve_cache_dir
 from enhanced_tx.data.errors import DataError
@@ -27,6 +26,9 @@ from enhanced_tx.data.hf_stream import PairRows, StreamItems, TextWindows, encod
 from enhanced_tx.data.hf_tokenize import tokenize_fields
 from enhanced_tx.data.objectives import Objective, PrefixLM
 from enhanced_tx.data.pairs import PairsDataset
+
+if TYPE_CHECKING:  # transformers takes 1-2 s to import; only the annotations name it
+    from transformers import PreTrainedTokenizerFast
 
 
 class HFData:

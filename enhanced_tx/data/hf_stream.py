@@ -11,17 +11,19 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.collate import Batch
 from enhanced_tx.data.encoding import text_encoder
 from enhanced_tx.data.errors import DataError
 from enhanced_tx.data.hf_fields import get_field
 from enhanced_tx.data.objectives import WindowTransform
+
+if TYPE_CHECKING:  # transformers takes 1-2 s to import; only the annotations name it
+    from transformers import PreTrainedTokenizerFast
 
 Item = dict[str, torch.Tensor]
 Position = dict[str, Any]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-from transformers import PreTrainedTokenizerFast
+from typing import TYPE_CHECKING, Any
 
 from enhanced_tx.data.encoding import encode_texts
 from enhanced_tx.data.hf_fields import get_field
 from enhanced_tx.data.tokenizers import tokenizer_fingerprint
+
+if TYPE_CHECKING:  # transformers takes 1-2 s to import; only the annotations name it
+    from transformers import PreTrainedTokenizerFast
 
 MAP_VERSION = "hf-tokens-v1"  # bump when what `tokenize_fields` writes changes
 BATCH_ROWS = 1000

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.encoding import encode_texts, token_dtype
 from enhanced_tx.data.errors import DataError
 from enhanced_tx.data.pairs_format import Pair, read_pairs
 from enhanced_tx.data.source_markers import check_source_markers, mark_source, marker_count
+
+if TYPE_CHECKING:  # transformers takes 1-2 s to import; only the annotations name it
+    from transformers import PreTrainedTokenizerFast
 
 
 class PairsDataset(Dataset):

@@ -6,10 +6,10 @@ import hashlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch.utils.data import Dataset
-from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.cache import atomic_write, resolve_cache_dir
 from enhanced_tx.data.corpus import sample_corpus_path
@@ -18,6 +18,9 @@ from enhanced_tx.data.errors import DataError
 from enhanced_tx.data.files import decode_text, read_bytes, read_text
 from enhanced_tx.data.objectives import Objective, PrefixLM
 from enhanced_tx.data.tokenizers import tokenizer_fingerprint
+
+if TYPE_CHECKING:  # transformers takes 1-2 s to import; only the annotations name it
+    from transformers import PreTrainedTokenizerFast
 
 TOKEN_CACHE_VERSION = b"tokens-v1"  # bump when the tokenization procedure changes
 

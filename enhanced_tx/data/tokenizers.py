@@ -12,11 +12,14 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from enhanced_tx.data.errors import DataError
+
+if TYPE_CHECKING:  # transformers takes 1-2 s to import: the functions that build tokenizers import it
+    from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # this order gives pad id 0
@@ -28,6 +31,8 @@ SPECIAL_TOKENS_MAP = {"pad_token": PAD, "bos_token": BOS, "eos_token": EOS, "unk
 
 def wrap_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
     """Wrap a `tokenizers.Tokenizer` whose vocabulary holds the special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS_MAP)
 
 
@@ -109,6 +114,8 @@ class PretrainedTokenizer:
         self.local_files_only = local_files_only
 
     def build(self, texts: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+        from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
         path = Path(self.name_or_path).expanduser()
         offline = self.local_files_only or path.is_dir() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         source = str(path) if path.is_dir() else self.name_or_path
@@ -140,6 +147,8 @@ def load_saved_tokenizer(folder: str | os.PathLike) -> PreTrainedTokenizerFast:
     """The tokenizer a run saved in `folder` (save_pretrained): local files only, never the Hugging Face Hub
     (a missing folder must not become a download of a repo of that name); a missing folder or an unreadable
     file is a one-line DataError naming it. Only data is read: no tokenizer class or code it names is used."""
+    from transformers import PreTrainedTokenizerFast
+
     folder = Path(folder)
     if not (folder / "tokenizer.json").is_file():
         raise DataError(

@@ -11,6 +11,7 @@ layers and the head run on the real tokens only and the loss sees the labels at 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -20,10 +21,13 @@ from enhanced_tx.model.packing import causal_prefix
 from enhanced_tx.training.chunked_loss import chunked_token_loss_sum
 from enhanced_tx.training.loss import token_loss_sum, z_loss_sum
 
-try:  # FSDP2 keeps parameters as sharded DTensors outside its modules' forward
-    from torch.distributed.tensor import DTensor
-except ImportError:  # a build without torch.distributed
-    DTensor = ()
+
+def _is_dtensor(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` is a DTensor (FSDP2 keeps parameters sharded so outside its modules' forward). Read from
+    the imported module, not imported here: torch.distributed.tensor takes ~1 s to import, and a run that never
+    imported it holds no DTensor."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(tensor, module.DTensor)
 
 
 def chunks_for(model: nn.Module, rows: int, chunk_tokens: int | None) -> int | None:
@@ -34,7 +38,7 @@ def chunks_for(model: nn.Module, rows: int, chunk_tokens: int | None) -> int | N
     """
     if chunk_tokens is None or rows <= chunk_tokens or not hasattr(model, "padded_vocab_size"):
         return None
-    return None if isinstance(model.embed.weight, DTensor) else chunk_tokens
+    return None if _is_dtensor(model.embed.weight) else chunk_tokens
 
 
 # auto packs a CPU batch with at least this share of padding; below it the gathers cost about what they save

@@ -8,14 +8,16 @@ which the datasets seed from (seed, window index): a resume needs no RNG state o
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.errors import DataError
+
+if TYPE_CHECKING:  # transformers takes 1-2 s to import; only the annotations name it
+    from transformers import PreTrainedTokenizerFast
 
 Item = dict[str, torch.Tensor]
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.continuation import ContinuationDataset
 from enhanced_tx.data.objectives.base import Item, Objective, long_tensor
+
+if TYPE_CHECKING:  # transformers takes 1-2 s to import; only the annotations name it
+    from transformers import PreTrainedTokenizerFast
 
 
 class PrefixLM(Objective):

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-
-from transformers import PreTrainedTokenizerFast
+from typing import TYPE_CHECKING
 
 from enhanced_tx.data.encoding import text_encoder
+
+if TYPE_CHECKING:  # transformers takes 1-2 s to import; only the annotations name it
+    from transformers import PreTrainedTokenizerFast
 
 
 def objective_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:

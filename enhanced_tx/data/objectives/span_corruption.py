@@ -3,11 +3,15 @@ writes each sentinel followed by the span it replaced (Raffel et al. 2020, secti
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from transformers import PreTrainedTokenizerFast
 
 from enhanced_tx.data.objectives.base import Item, Objective, long_tensor, token_ids
 from enhanced_tx.errors import ConfigError
+
+if TYPE_CHECKING:  # transformers takes 1-2 s to import; only the annotations name it
+    from transformers import PreTrainedTokenizerFast
 
 SENTINEL = "<extra_id_{}>"  # T5's spelling: sentinel i replaces the i-th corrupted span
 
