@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,13 +14,31 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from enhanced_tx.data.corpus import sample_corpus_path
+
 from .conftest import TINY_TRAIN
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def seeded_cache(tmp_path: Path) -> Path:
+    """A fresh cache folder for one command, holding only the built-in corpus (built once in the user's cache and
+    copied): building it takes 3 s a command on a slow CPU, and these tests are not about it (test_data.py is)."""
+    cache = tmp_path / "cache"
+    corpus = sample_corpus_path()
+    if not (cache / corpus.name).exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(corpus, cache / corpus.name)
+    return cache
+
+
 def run_cli(script: str, *args: str, tmp_path: Path, **popen) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", "ENHANCED_TX_CACHE": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "HYDRA_FULL_ERROR": "0",
+        "ENHANCED_TX_CACHE": str(seeded_cache(tmp_path)),
+    }
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         capture_output=True,
@@ -84,7 +103,7 @@ def test_sigterm_mid_run_saves_and_resume_matches_an_uninterrupted_run(tmp_path,
     assert straight.returncode == 0, straight.stderr
 
     run_dir = tmp_path / "interrupted"
-    env = {**os.environ, "WANDB_MODE": "offline", "ENHANCED_TX_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "WANDB_MODE": "offline", "ENHANCED_TX_CACHE": str(seeded_cache(tmp_path))}
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "run_train.py"), *common, f"hydra.run.dir={run_dir}"],
         stdout=subprocess.PIPE,

@@ -93,7 +93,7 @@ def test_tiny_end_to_end_run_writes_the_whole_run_directory(tmp_path, text_file)
 
 def test_loss_falls_by_a_large_margin_on_a_learnable_task(tmp_path):
     parts = copy_parts(tmp_path)
-    quiet_trainer(batch_size=32, max_steps=150, eval_every=150, log_every=10).fit(parts)
+    quiet_trainer(batch_size=16, max_steps=150, eval_every=150, log_every=10).fit(parts)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train/loss"] for r in rows if "train/loss" in r]
     assert losses[-1] < 0.5 * losses[0], losses
