@@ -18,11 +18,11 @@ kernels use AVX-512 on CPUs where MKL falls back to its AVX2 code path (AMD EPYC
   operands transposed) stays with MKL, which handles transposed operands without copies.
 - inference inside `packed_weights()` (as in `generate()`), fp32 or bf16 weights (bf16 where oneDNN packs it:
   `packable_dtypes`): oneDNN with each weight prepacked once into oneDNN's blocked layout. On an AMD EPYC
-  matrix-vector products of incremental decoding run about 2x faster than with MKL; on an Intel Xeon one row is faster with MKL and 5-40 rows
-  (beams) 1.5-2.3x faster packed, hence "auto" measures. The packed copies live only until the outermost
-  `packed_weights()` exits, so they never outlive the weights they copy: optimizer steps (the fused AdamW
-  updates in place without bumping a tensor's version) happen outside, and the extra memory is returned
-  after each generate().
+  matrix-vector products of incremental decoding run about 2x faster than with MKL; on an Intel Xeon one row
+  is faster with MKL and 5-40 rows (beams) 1.5-2.3x faster packed, hence "auto" measures. The packed copies
+  live only until the outermost `packed_weights()` exits, so they never outlive the weights they copy:
+  optimizer steps (the fused AdamW updates in place without bumping a tensor's version) happen outside, and
+  the extra memory is returned after each generate().
   Elsewhere in inference mode fp32 weights take oneDNN unpacked.
 
 oneDNN changes only the summation order of the products: results agree with the default to fp32
