@@ -7,7 +7,7 @@ many weights have that shape), fp32 against bf16 autocast, alternating, best of 
 (fp32 is the reference numerics). The shapes are timed from the cheapest up, and the timing stops once
 bf16 has taken `SCREEN` times fp32's seconds so far: on a CPU without bf16 hardware (an AVX2-only AMD EPYC)
 bf16 ran 19x slower on the tiny model's shapes and 32x on small's, whose full timing took 106 s; the screen
-decides there in a few seconds. On CUDA the documented hardware rule holds: bf16 where
+decides there in 0.5 s. On CUDA the documented hardware rule holds: bf16 where
 `torch.cuda.is_bf16_supported()`, else fp32 (nothing measured).
 
 A CPU's measurement is kept per machine (CPU model, vector extensions, torch version, threads: the key of
@@ -29,7 +29,9 @@ from enhanced_tx.model import linear_choice
 CACHE_FILE = "precision.json"
 ROWS, REPEATS = 128, 3
 MARGIN = 1.03  # bf16 replaces fp32 only when this much faster
-SCREEN = 3.0  # stop timing once bf16 has taken this many times fp32's seconds: no larger shape can turn that
+# Stop once bf16 has taken this many times fp32's seconds. A rule of thumb, not a bound: bf16 that far behind on
+# the cheapest shapes means emulated bf16 (19-32x on the AVX2-only EPYC), where no larger shape wins it back.
+SCREEN = 3.0
 CANDIDATES = {"fp32": None, "bf16": torch.bfloat16}  # name -> autocast dtype (None: no autocast)
 
 

@@ -23,9 +23,9 @@ from enhanced_tx.training.loss import token_loss_sum, z_loss_sum
 
 
 def _is_dtensor(tensor: torch.Tensor) -> bool:
-    """Whether `tensor` is a DTensor (FSDP2 keeps parameters sharded so outside its modules' forward). Read from
-    the imported module, not imported here: torch.distributed.tensor takes ~1 s to import, and a run that never
-    imported it holds no DTensor."""
+    """Whether `tensor` is a DTensor (FSDP2 keeps parameters as sharded DTensors outside its modules' forward),
+    read from the imported module rather than importing it: torch.distributed.tensor takes ~1 s to import, and
+    a run that never imported it holds no DTensor."""
     module = sys.modules.get("torch.distributed.tensor")
     return module is not None and isinstance(tensor, module.DTensor)
 
