@@ -38,8 +38,9 @@ def test_the_packable_dtypes_are_those_onednn_packs_on_this_cpu():
 
 
 @pytest.mark.parametrize("backend", ["auto", "onednn"])
-def test_bf16_weights_decode_on_every_backend_as_on_the_default(cache, backend):
-    """On this CPU, whatever it has: the packed path where oneDNN packs bf16, F.linear where it cannot."""
+def test_bf16_weights_decode_on_every_backend_and_as_on_the_default_where_onednn_cannot_pack(cache, backend):
+    """On this CPU, whatever it has: the packed path where oneDNN packs bf16 (the run itself is the check there:
+    it crashed on an AVX2-only CPU), F.linear and the default's very tokens where it cannot."""
     torch.manual_seed(0)
     model = make_model(vocab_size=97).eval().to(torch.bfloat16)
     src = torch.randint(3, 90, (5, 9))
@@ -55,7 +56,9 @@ def test_bf16_weights_decode_on_every_backend_as_on_the_default(cache, backend):
 def test_a_bf16_weight_oneDNN_cannot_pack_takes_f_linear(monkeypatch):
     monkeypatch.setattr(linear_module, "_PACKED_DTYPES", frozenset({torch.float32}))
     monkeypatch.setattr(linear_module, "_packed", lambda weight: pytest.fail("packed a bf16 weight"))
-    x, weight = torch.randn(5, 1, 64).bfloat16(), torch.nn.Parameter(torch.randn(2048, 64).bfloat16())
+    # 2 MiB: above the size from which backend="onednn" packs (`_SMALL_WEIGHT_BYTES`), so only the dtype rule decides
+    x, weight = torch.randn(5, 1, 128).bfloat16(), torch.nn.Parameter(torch.randn(8192, 128).bfloat16())
+    assert weight.numel() * weight.element_size() >= linear_module._SMALL_WEIGHT_BYTES
     with torch.inference_mode(), linear_module.packed_weights():
         for _ in range(3):  # packing starts at a weight's second use
             y = linear_module.linear(x, weight, "onednn")

@@ -54,7 +54,8 @@ class BFloat16(Precision):
 
 
 def cpu_has_bf16_kernels() -> bool:
-    """Whether oneDNN has native bf16 kernels on this CPU (PyTorch's own test; True where it cannot tell)."""
+    """Whether oneDNN has native bf16 kernels on this CPU (PyTorch's own test; True where it cannot tell): a
+    question of speed. Whether decoding may pack bf16 weights is asked of the op itself (`linear.packable_dtypes`)."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return True if check is None else bool(check())
 
