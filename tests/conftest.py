@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import shutil
 import tempfile
@@ -64,6 +65,16 @@ def _a_cache_of_the_tests_own() -> None:
 
 
 _a_cache_of_the_tests_own()
+
+
+@pytest.fixture(autouse=True)
+def _choices_saved_however_busy_the_cores(monkeypatch):
+    """Tests run beside another worker, so every measurement is "busy"; the tests of the cache file need it
+    written. tests/test_linear_choice.py covers the busy rule itself, setting BUSY_CPUS back."""
+    from enhanced_tx.model import linear_choice
+
+    monkeypatch.setattr(linear_choice, "BUSY_CPUS", math.inf)
+
 
 POSITIONAL_SCHEMES = {
     "rope": RotaryEmbedding,

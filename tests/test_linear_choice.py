@@ -47,6 +47,26 @@ def test_the_choice_is_measured_once_and_then_read_from_the_machines_cache_file(
     assert linear_choice.choose(16, 48, torch.float32, candidates) == "onednn"
 
 
+@pytest.mark.parametrize("other_cpus, saved", [(1.0, False), (0.1, True), (None, True)])
+def test_a_choice_measured_beside_a_busy_neighbour_holds_for_this_process_only(cache, monkeypatch, other_cpus, saved):
+    monkeypatch.setattr(linear_choice, "BUSY_CPUS", 0.5)
+    monkeypatch.setattr(linear_choice, "measure", lambda *a: {"default": 2.0, "onednn": 1.0})
+
+    class Meter:  # what Contention would read from /proc while the measurement ran
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.other_cpus = other_cpus
+
+    monkeypatch.setattr(linear_choice, "Contention", Meter)
+    candidates = {"default": F.linear, "onednn": F.linear}
+    assert linear_choice.choose(16, 48, torch.float32, candidates) == "onednn"
+    assert linear_choice.choose(16, 48, torch.float32, candidates) == "onednn"  # the process keeps it either way
+    written = json.loads(cache.read_text()) if cache.exists() else {}
+    assert ("float32 16x48" in written.get(linear_choice.machine_key(), {})) == saved
+
+
 def test_measure_times_every_candidate_on_a_forward_and_backward():
     seconds = linear_choice.measure(32, 64, torch.float32, {"default": F.linear, "twice": lambda x, w: F.linear(x, w)})
     assert set(seconds) == {"default", "twice"} and all(0 < s < 60 for s in seconds.values())

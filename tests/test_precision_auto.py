@@ -103,6 +103,27 @@ def test_the_cache_answers_the_second_call(cache, monkeypatch):
     assert pc.choose(nn.Linear(8, 8), CPU).name == "fp32"
 
 
+def test_a_choice_measured_beside_a_busy_neighbour_is_not_saved_and_says_so(cache, monkeypatch):
+    monkeypatch.setattr(linear_choice, "BUSY_CPUS", 0.5)
+
+    class Busy:  # what Contention would read from /proc: another process kept 1.5 CPUs busy
+        other_cpus = 1.5
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(pc, "Contention", Busy)
+    calls = fake_timer(monkeypatch, 1.0, 0.5)
+    chosen = pc.choose(model(), CPU)
+    assert chosen.name == "bf16" and "not saved for later runs: other processes kept 1.5 CPUs busy" in chosen.how
+    assert not cache.exists()
+    calls.clear()
+    assert pc.choose(model(), CPU).name == "bf16" and calls  # the next run measures again
+
+
 def test_a_real_measurement_times_both_candidates():
     seconds = pc.measure(pc.weight_shapes(nn.Linear(32, 48)), CPU).seconds
     assert set(seconds) == {"fp32", "bf16"} and all(0 < s < 10 for s in seconds.values())

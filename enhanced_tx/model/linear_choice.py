@@ -17,6 +17,9 @@ by the same 3%.
 Choices are kept per process and in a JSON file per machine (CPU model, its vector extensions, torch version,
 thread count) under the cache directory (`ENHANCED_TX_CACHE`, else ~/.cache/enhanced_tx, as
 `paths.cache_dir`; `set_cache_dir` points it elsewhere), so a later run on the same machine measures nothing.
+A choice measured while other processes kept more than `BUSY_CPUS` CPUs busy holds for this process only: a
+file entry outlives the neighbour that skewed it (one timed so kept MKL for a weight that packed oneDNN ran
+1.3x faster, the 3% that took greedy decoding of the small model under its goal).
 """
 
 from __future__ import annotations
@@ -31,10 +34,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from enhanced_tx.runtime.contention import Contention
+
 Matmul = Callable[[Tensor, Tensor], Tensor]  # (x [M, K], weight [N, K]) -> [M, N], differentiable
 MARGIN = 1.03  # a candidate replaces the default only when this much faster
 ROWS, REPEATS = 256, 3
 MAX_INFERENCE_ROWS = 512
+BUSY_CPUS = 0.5  # other processes' CPUs while measuring, above which a choice is not written to the file
 SAMPLE_S = 1e-3  # an inference sample repeats the call until it lasts this long: small matmuls take microseconds
 
 # (K, N, dtype, threads) -> backend, and (K, N, dtype, threads, rows bucket) -> backend for inference
@@ -120,9 +126,13 @@ def remembered(name: str, shape: str) -> dict | None:
     return saved if isinstance(saved, dict) else None
 
 
-def remember(name: str, shape: str, choice: str, seconds: dict[str, float]) -> None:
-    """Save a measured choice for this machine and `shape` in cache file `name` (atomic replace)."""
+def remember(name: str, shape: str, choice: str, seconds: dict[str, float], other_cpus: float | None = None) -> bool:
+    """Save a measured choice for this machine and `shape` in cache file `name` (atomic replace), unless other
+    processes kept more than `BUSY_CPUS` CPUs busy while it was measured (`other_cpus`); whether it was saved."""
+    if other_cpus is not None and other_cpus > BUSY_CPUS:
+        return False
     _write(machine_key(), shape, choice, seconds, name)
+    return True
 
 
 def _write(machine: str, shape: str, choice: str, seconds: dict[str, float], name: str = "linear_backend.json") -> None:
@@ -207,8 +217,9 @@ def _choice(key: tuple, shape: str, candidates: dict, measure_now: Callable[[], 
         if saved is not None and saved.get("choice") in candidates:
             choice = saved["choice"]
         else:
-            seconds = measure_now()
+            with Contention() as contention:
+                seconds = measure_now()
             choice = pick(seconds)
-            _write(machine_key(), shape, choice, seconds)
+            remember("linear_backend.json", shape, choice, seconds, contention.other_cpus)
         _choices[key] = choice
     return choice

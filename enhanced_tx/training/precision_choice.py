@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from enhanced_tx.model import linear_choice
+from enhanced_tx.runtime.contention import Contention
 
 CACHE_FILE = "precision.json"
 ROWS, REPEATS = 128, 3
@@ -109,11 +110,13 @@ def choose(model: nn.Module, device: torch.device) -> Choice:
         seconds, how = saved.get("seconds") or {}, "cached"
         choice = saved["choice"]
     else:
-        measured = measure(shapes, device)
+        with Contention() as contention:
+            measured = measure(shapes, device)
         seconds, how = measured.seconds, "measured now"
         if measured.timed < measured.shapes:
             how += f", stopped after {measured.timed} of {measured.shapes} shapes"
         choice = pick(seconds)
-        linear_choice.remember(CACHE_FILE, shape, choice, seconds)
+        if not linear_choice.remember(CACHE_FILE, shape, choice, seconds, contention.other_cpus):
+            how += f", not saved for later runs: other processes kept {contention.other_cpus:.1f} CPUs busy"
     ratio = seconds["fp32"] / seconds["bf16"] if seconds.get("bf16") and "fp32" in seconds else None
     return Choice(choice, ratio, how)
