@@ -12,7 +12,7 @@ DEPENDENCIES = hydra omegaconf transformers tokenizers safetensors wandb tqdm nu
 SWEEP ?= latest
 NPROC ?= 2
 # pytest-xdist workers for `make test` (1.5x on 2 cores: 217 against 313 s on 2026-12-07); 0 runs in one process.
-# tests/conftest.py gives each worker its share of the cores (one thread each here: 210-218 against 314 s).
+# tests/conftest.py gives each worker its share of the cores (one thread each here: 210-233 against 314 s).
 # test-all stays in one process: its torchrun tests spawn two training processes each (2 cores already).
 TEST_WORKERS ?= 2
 
