@@ -25,6 +25,7 @@ from enhanced_tx.model import (
     SinusoidalPositions,
     SwiGLU,
     T5RelativeBias,
+    linear_choice,
 )
 
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -70,10 +71,22 @@ _a_cache_of_the_tests_own()
 @pytest.fixture(autouse=True)
 def _choices_saved_however_busy_the_cores(monkeypatch):
     """Tests run beside another worker, so every measurement is "busy"; the tests of the cache file need it
-    written. tests/test_linear_choice.py covers the busy rule itself, setting BUSY_CPUS back."""
-    from enhanced_tx.model import linear_choice
-
+    written. The tests of the busy rule itself set BUSY_CPUS back and fake the meter (`fake_contention`)."""
     monkeypatch.setattr(linear_choice, "BUSY_CPUS", math.inf)
+
+
+def fake_contention(other_cpus: float | None) -> type:
+    """A stand-in for `runtime.contention.Contention` that reads `other_cpus`, whatever the machine did."""
+
+    class Meter:
+        def __enter__(self) -> Meter:
+            self.other_cpus = other_cpus
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    return Meter
 
 
 POSITIONAL_SCHEMES = {

@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def seeded_cache(tmp_path: Path) -> Path:
-    """A fresh cache folder for one command, holding only the built-in corpus (built once in the user's cache and
-    copied): building it takes 3 s a command on a slow CPU, and these tests are not about it (test_data.py is)."""
+    """A fresh cache folder for one command, holding only the built-in corpus (built once in the test process's
+    own cache, tests/conftest.py, and copied): building it takes 3 s a command on a slow CPU, and these tests are
+    not about it (test_data.py is)."""
     cache = tmp_path / "cache"
     corpus = sample_corpus_path()
     if not (cache / corpus.name).exists():

@@ -3,6 +3,10 @@ key and the expected type, `???` names the key and the fix, all before Hydra cre
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +16,7 @@ from omegaconf import OmegaConf
 
 from enhanced_tx.configcheck import check_command_line, config_problems
 
-from .test_cli import assert_one_line_error, run_cli
+from .test_cli import ROOT, assert_one_line_error, run_cli
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -114,3 +118,16 @@ def test_the_entry_point_refuses_before_any_run_folder_exists(tmp_path, args, fr
     result = run_cli("run_train.py", *args, "logger=none", tmp_path=tmp_path)
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_a_refused_command_line_imports_neither_transformers_nor_dtensor(tmp_path):
+    """The check imports every `_target_` of the config; transformers (3 s on a slow CPU) and
+    torch.distributed.tensor (1 s) are for runs that get past it (the error came after 7.0 s with them, 3.9 s
+    without, on the AVX2 EPYC)."""
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1", "ENHANCED_TX_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, str(ROOT / "run_train.py"), "model.n_heads=5", "logger=none"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    imported = set(re.findall(r"^import time:.*\|\s*([\w.]+)$", result.stderr, flags=re.M))
+    assert result.returncode != 0 and "must be a positive multiple of model.n_heads=5" in result.stderr
+    assert "omegaconf" in imported  # the import log is there to read
+    assert not {"transformers", "torch.distributed.tensor"} & imported

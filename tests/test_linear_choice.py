@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from enhanced_tx.model import linear_choice
 from enhanced_tx.model.linear import linear
 
+from .conftest import fake_contention
+
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
 
 
@@ -51,15 +53,7 @@ def test_the_choice_is_measured_once_and_then_read_from_the_machines_cache_file(
 def test_a_choice_measured_beside_a_busy_neighbour_holds_for_this_process_only(cache, monkeypatch, other_cpus, saved):
     monkeypatch.setattr(linear_choice, "BUSY_CPUS", 0.5)
     monkeypatch.setattr(linear_choice, "measure", lambda *a: {"default": 2.0, "onednn": 1.0})
-
-    class Meter:  # what Contention would read from /proc while the measurement ran
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.other_cpus = other_cpus
-
-    monkeypatch.setattr(linear_choice, "Contention", Meter)
+    monkeypatch.setattr(linear_choice, "Contention", fake_contention(other_cpus))  # what /proc said meanwhile
     candidates = {"default": F.linear, "onednn": F.linear}
     assert linear_choice.choose(16, 48, torch.float32, candidates) == "onednn"
     assert linear_choice.choose(16, 48, torch.float32, candidates) == "onednn"  # the process keeps it either way

@@ -15,6 +15,7 @@ from enhanced_tx.training import BFloat16, Precision
 from enhanced_tx.training import precision_choice as pc
 from enhanced_tx.training.precision import AutoPrecision
 
+from .conftest import fake_contention
 from .test_training import copy_parts, quiet_trainer
 
 CPU = torch.device("cpu")
@@ -105,17 +106,7 @@ def test_the_cache_answers_the_second_call(cache, monkeypatch):
 
 def test_a_choice_measured_beside_a_busy_neighbour_is_not_saved_and_says_so(cache, monkeypatch):
     monkeypatch.setattr(linear_choice, "BUSY_CPUS", 0.5)
-
-    class Busy:  # what Contention would read from /proc: another process kept 1.5 CPUs busy
-        other_cpus = 1.5
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            pass
-
-    monkeypatch.setattr(pc, "Contention", Busy)
+    monkeypatch.setattr(pc, "Contention", fake_contention(1.5))  # another process kept 1.5 CPUs busy
     calls = fake_timer(monkeypatch, 1.0, 0.5)
     chosen = pc.choose(model(), CPU)
     assert chosen.name == "bf16" and "not saved for later runs: other processes kept 1.5 CPUs busy" in chosen.how

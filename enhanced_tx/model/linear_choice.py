@@ -40,6 +40,7 @@ Matmul = Callable[[Tensor, Tensor], Tensor]  # (x [M, K], weight [N, K]) -> [M, 
 MARGIN = 1.03  # a candidate replaces the default only when this much faster
 ROWS, REPEATS = 256, 3
 MAX_INFERENCE_ROWS = 512
+CACHE_FILE = "linear_backend.json"  # `precision=auto` keeps its own file beside it
 BUSY_CPUS = 0.5  # other processes' CPUs while measuring, above which a choice is not written to the file
 SAMPLE_S = 1e-3  # an inference sample repeats the call until it lasts this long: small matmuls take microseconds
 
@@ -56,7 +57,7 @@ def set_cache_dir(path: str | os.PathLike | None) -> None:
     _choices.clear()
 
 
-def cache_file(name: str = "linear_backend.json") -> Path:
+def cache_file(name: str = CACHE_FILE) -> Path:
     """A per-machine file of measured choices (`precision=auto` keeps its own, `precision.json`, here too)."""
     root = _cache_dir or Path(os.environ.get("ENHANCED_TX_CACHE", Path.home() / ".cache" / "enhanced_tx"))
     return root / name
@@ -113,7 +114,7 @@ def pick(seconds: dict[str, float], default: str = "default") -> str:
     return fastest if seconds[fastest] * MARGIN < seconds[default] else default
 
 
-def _read(name: str = "linear_backend.json") -> dict:
+def _read(name: str = CACHE_FILE) -> dict:
     try:
         return json.loads(cache_file(name).read_text())
     except (OSError, ValueError):
@@ -135,7 +136,7 @@ def remember(name: str, shape: str, choice: str, seconds: dict[str, float], othe
     return True
 
 
-def _write(machine: str, shape: str, choice: str, seconds: dict[str, float], name: str = "linear_backend.json") -> None:
+def _write(machine: str, shape: str, choice: str, seconds: dict[str, float], name: str = CACHE_FILE) -> None:
     data = _read(name)
     data.setdefault(machine, {})[shape] = {"choice": choice, "seconds": seconds}
     path = cache_file(name)
@@ -220,6 +221,6 @@ def _choice(key: tuple, shape: str, candidates: dict, measure_now: Callable[[], 
             with Contention() as contention:
                 seconds = measure_now()
             choice = pick(seconds)
-            remember("linear_backend.json", shape, choice, seconds, contention.other_cpus)
+            remember(CACHE_FILE, shape, choice, seconds, contention.other_cpus)
         _choices[key] = choice
     return choice
