@@ -19,7 +19,7 @@ from enhanced_tx.generation import BeamSearch, GreedySampler, generate
 from enhanced_tx.model import linear as linear_module
 from enhanced_tx.model.linear import _packed_linear_op, packed_weights
 
-from .conftest import make_model
+from .conftest import ATTENTION_VARIANTS, make_model
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +69,24 @@ def test_the_compiled_step_finds_the_eager_tokens(sampler, batch):
     model = make_model()  # vocabulary 97, padded to 128: the mask is inside the compiled graph
     eager = _generate(model, sampler, batch, compile=False)
     assert torch.equal(_generate(model, sampler, batch, compile=True), eager)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "positional, attention",
+    [("t5_bias", "gqa"), ("alibi", "mqa-qknorm"), ("learned", "mha-qknorm"), ("sinusoidal", "gqa-qknorm")],
+)
+def test_compiled_beam_search_reads_through_its_lineage_and_finds_the_eager_beams(positional, attention):
+    """Every positional scheme (a position bias is the float mask of the fused attention) and head layout:
+    the compiled step reorders a lineage table, not the cache, and finds the eager beams."""
+    model = make_model(positional, attention=ATTENTION_VARIANTS[attention])
+    sampler = BeamSearch(num_beams=3)
+    eager = _generate(model, sampler, 2, compile=False)
+    with profile(record_shapes=True) as prof:
+        compiled = _generate(model, sampler, 2, compile=True)
+    assert torch.equal(compiled, eager)
+    selects = [event.input_shapes[0] for event in prof.events() if event.name == "aten::index_select"]
+    assert selects and all(len(shape) == 2 for shape in selects), selects  # the (rows, positions) table only
 
 
 @pytest.mark.slow

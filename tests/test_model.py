@@ -156,12 +156,14 @@ def test_cached_decoding_matches_full_forward(positional, attention, variant):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("lineage", [False, True], ids=["copied", "lineage"])
 @pytest.mark.parametrize("per_layer", [False, True], ids=["stacked", "per-layer"])
 @pytest.mark.parametrize("max_len", [8, 512])  # a buffer nearly full by the end, and one mostly unfilled
-def test_cache_reorders_in_a_row_match_the_full_forward_of_each_rows_history(max_len, per_layer):
+def test_cache_reorders_in_a_row_match_the_full_forward_of_each_rows_history(max_len, per_layer, lineage):
     """Reorders that shrink, repeat and permute rows (the CPU path writes each into the buffers the previous
     one replaced): every step's logits equal a full forward over the history each row has by then, with the
-    self-attention cache stacked or one buffer per layer (the compiled decode step's)."""
+    self-attention cache stacked or one buffer per layer (the compiled decode step's), and with the rows copied
+    or a lineage table reordered instead (same row count) and resolved into rows (another row count)."""
     model = make_model(max_seq_len=512)
     src = torch.randint(1, 97, (3, 5))
     generator = torch.Generator().manual_seed(0)
@@ -172,7 +174,9 @@ def test_cache_reorders_in_a_row_match_the_full_forward_of_each_rows_history(max
         if per_layer:  # after a step: the filled prefix is copied over
             cache = cache.per_layer()
             assert isinstance(cache.self_k, list) and cache.max_len == max_len + 1  # one spare position
-        for index in ([2, 0], [1, 1], [1, 0], [0, 1]):
+        if lineage:
+            cache = cache.tracking_lineage()
+        for index in ([2, 0, 0], [1, 2, 1], [2, 0], [1, 1], [1, 0], [0, 1]):
             index = torch.tensor(index)
             cache.reorder(index)
             new = torch.randint(1, 97, (len(index), 1), generator=generator)
@@ -180,11 +184,15 @@ def test_cache_reorders_in_a_row_match_the_full_forward_of_each_rows_history(max
             logits, _ = model.decode_step(new, cache)
             full = model(src[source], history)
             torch.testing.assert_close(logits[:, -1], full[:, -1], rtol=0, atol=1e-5)
-    assert cache.offset == 6
+    assert cache.offset == 8
+    if lineage:  # the last reorders kept the row count: only the table moved, and it points at other rows
+        own_rows = torch.arange(2)[:, None].expand(2, 8)
+        assert cache.lineage is not None and not torch.equal(cache.lineage[:, :8], own_rows)
 
 
+@pytest.mark.parametrize("lineage", [False, True], ids=["copied", "lineage"])
 @pytest.mark.parametrize("per_layer", [False, True], ids=["stacked", "per-layer"])
-def test_beams_share_their_sources_cross_keys_until_a_reorder_mixes_sources(attention, per_layer):
+def test_beams_share_their_sources_cross_keys_until_a_reorder_mixes_sources(attention, per_layer, lineage):
     """Beam-style reorders (k rows per source, then reorders within each source) keep one copy of each source's
     cross keys/values, whose rows attend together; a reorder that mixes sources copies them out per row. Every
     step's logits equal a full forward over each row's history, with padded sources and every head layout."""
@@ -195,6 +203,7 @@ def test_beams_share_their_sources_cross_keys_until_a_reorder_mixes_sources(atte
     with torch.no_grad():
         cache = model.init_cache(model.encode(src, mask), mask, max_len=8)
         cache = cache.per_layer() if per_layer else cache
+        cache = cache.tracking_lineage() if lineage else cache
         history, source = torch.randint(1, 97, (2, 1), generator=generator), torch.arange(2)
         model.decode_step(history, cache)
         # (index, rows per source after it, tokens fed next): a 2-token chunk checks the queries' order

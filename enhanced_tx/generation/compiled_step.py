@@ -44,12 +44,15 @@ def _mark_rows_static(tokens: Tensor, cache: DecoderCache) -> None:
         torch._dynamo.mark_static(tensor, 1)
     if cache.cross_mask is not None:
         torch._dynamo.mark_static(cache.cross_mask, 0)
+    if cache.lineage is not None:
+        torch._dynamo.mark_static(cache.lineage, 0)
 
 
 class CompiledStepper(CachedStepper):
     """`CachedStepper` whose steps after the first run one compiled graph; the same scores to fp32 rounding.
 
     The self-attention cache is one buffer per layer (`DecoderCache.per_layer`): written in place in the graph.
+    Beam search reorders a lineage table instead of the cache (`DecoderCache.tracking_lineage`).
     """
 
     def __init__(self, model: EncoderDecoder, src: Tensor, src_mask: Tensor | None, max_len: int) -> None:
@@ -66,3 +69,10 @@ class CompiledStepper(CachedStepper):
         _mark_rows_static(tokens, self.cache)
         scores, self.cache = _compiled(self.model, tokens, self.cache)
         return scores
+
+    def reorder(self, index: Tensor) -> None:
+        if self.cache.lineage is None and index.shape[0] == self.batch_size:
+            # beam search past its first step: from now on a reorder moves a table of rows, not the cache, and the
+            # graph reads keys and values through it (`model/lineage.py`); greedy decoding never reorders
+            self.cache = self.cache.tracking_lineage()
+        super().reorder(index)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from enhanced_tx.errors import ConfigError
+from enhanced_tx.model.lineage import one_query_attention, through_lineage
 from enhanced_tx.model.linear import Linear
 from enhanced_tx.model.norm import RMSNorm
 from enhanced_tx.model.packing import Packing
@@ -123,6 +124,7 @@ class SelfAttention(nn.Module):
         cache: tuple[torch.Tensor, torch.Tensor] | None = None,  # (B, KV, max_len, hd) each, written in place
         offset: int = 0,
         packing: Packing | None = None,
+        lineage: torch.Tensor | None = None,  # (B, max_len): the cache row of each position (`model/lineage.py`)
     ) -> torch.Tensor:
         h, kv = self.n_heads, self.n_kv_heads
         qkv = _padded(self.qkv(x), packing)
@@ -144,9 +146,14 @@ class SelfAttention(nn.Module):
         if bias is not None:
             bias = bias.to(q.dtype)
         attn_mask, is_causal = scores_mask(key_mask, bias, causal, t, s, x.device)
-        y = attention(
-            q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
-        )
+        if lineage is not None and t == 1 and torch.compiler.is_compiling():  # compiled: read through the table
+            y = one_query_attention(q, k_cache, v_cache, lineage[:, :s], attn_mask)
+        else:
+            if lineage is not None:
+                k, v = through_lineage(k_cache, lineage[:, :s]), through_lineage(v_cache, lineage[:, :s])
+            y = attention(
+                q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
+            )
         return self.out(_merge_heads(y, packing))
 
 

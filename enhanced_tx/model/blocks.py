@@ -131,6 +131,7 @@ class DecoderBlock(nn.Module):
         offset: int = 0,
         packing: Packing | None = None,
         memory_packing: Packing | None = None,
+        lineage: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Pass `memory` (training: K/V projected here, inside any checkpointed region) or the cached
         `memory_kv` (incremental decoding: projected once per source). With `packing`, x holds the target's
@@ -141,7 +142,7 @@ class DecoderBlock(nn.Module):
             x,
             self.self_attn_norm,
             lambda h: self.dropout(
-                self.self_attn(h, positional, causal=True, cache=cache, offset=offset, packing=packing)
+                self.self_attn(h, positional, causal=True, cache=cache, offset=offset, packing=packing, lineage=lineage)
             ),
         )
         x = self.residual(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
+
+from enhanced_tx.model.lineage import identity_lineage, through_lineage
 
 
 @dataclass
@@ -28,6 +31,9 @@ class DecoderCache:
     rows_per_source: int = 1
     # The self-attention buffers a reorder replaced, written by the next reorder instead of allocating anew.
     spare: tuple | None = field(default=None, repr=False)
+    # (B, max_len) int64 after `tracking_lineage()`: the row holding position t of row r's keys/values; reorders
+    # that keep the row count select rows of this table instead of copying the cache (`model/lineage.py`)
+    lineage: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def max_len(self) -> int:
@@ -52,22 +58,56 @@ class DecoderCache:
                 out.append(buffer)
             return out
 
-        return replace(self, self_k=layers(self.self_k), self_v=layers(self.self_v), spare=None)
+        lineage = self.lineage
+        if lineage is not None:  # the spare position is each row's own, as every unfilled one
+            lineage = torch.cat([lineage, identity_lineage(lineage.shape[0], 1, lineage.device)], 1)
+        return replace(self, self_k=layers(self.self_k), self_v=layers(self.self_v), spare=None, lineage=lineage)
+
+    def tracking_lineage(self) -> DecoderCache:
+        """The same cache, whose reorders from now on select rows of a lineage table while the row count stays
+        (beam search after its first step): no keys or values are copied, and attention reads through the table."""
+        rows = self.self_k[0].shape[0]
+        return replace(self, lineage=identity_lineage(rows, self.max_len, self.self_k[0].device))
 
     def reorder(self, index: torch.Tensor) -> DecoderCache:
         """Select batch rows (beam search); returns self, updated in place.
 
         On CPUs only the filled self-attention positions are copied, into the buffers the previous reorder
-        replaced (so the tensors a reorder replaces must not be kept by the caller). Cross-attention keys/values
-        depend on the source alone: when the new rows come in equal consecutive groups per source (beam search:
-        k beams per input, reordered within each input) they stay one copy per source; any other selection
-        copies them out per row.
+        replaced (so the tensors a reorder replaces must not be kept by the caller). With a lineage
+        (`tracking_lineage`) and as many rows after as before, nothing is copied: the table's rows are selected,
+        and its positions from `offset` on become each row's own; another row count first copies every row's
+        history into its own row. Cross-attention keys/values depend on the source alone: when the new rows come
+        in equal consecutive groups per source (beam search: k beams per input, reordered within each input) they
+        stay one copy per source; any other selection copies them out per row.
         """
+        if self.lineage is not None and index.shape[0] == self.lineage.shape[0]:
+            self.lineage = self.lineage.index_select(0, index)
+            self.lineage[:, self.offset :] = torch.arange(index.shape[0], device=index.device)[:, None]
+            return self._select_cross(index)
+        if self.lineage is not None:
+            self._resolve_lineage()
+            self.lineage = identity_lineage(index.shape[0], self.max_len, index.device)
         spare_k, spare_v = self.spare if self.spare is not None else (None, None)
         old_k, old_v = self.self_k, self.self_v
         self.self_k = _select_layers(old_k, index, self.offset, spare_k)
         self.self_v = _select_layers(old_v, index, self.offset, spare_v)
         self.spare = (old_k, old_v) if old_k[0].device.type == "cpu" else None  # only CPUs write into spares
+        return self._select_cross(index)
+
+    def _resolve_lineage(self) -> None:
+        """Copy each row's history into its own row, in new buffers (the old ones may be each other's sources)."""
+        filled = self.lineage[:, : self.offset]  # (B, offset)
+
+        def resolved(layer: torch.Tensor) -> torch.Tensor:  # (B, KV, max_len, hd)
+            out = torch.empty_like(layer)
+            out[:, :, : self.offset] = through_lineage(layer, filled)
+            return out
+
+        self.self_k = _map_layers(self.self_k, resolved)
+        self.self_v = _map_layers(self.self_v, resolved)
+        self.spare = None
+
+    def _select_cross(self, index: torch.Tensor) -> DecoderCache:
         sources = index // self.rows_per_source  # (B',) the cross row each new row needs
         n_sources, rows = self.cross_k.shape[1], index.shape[0]
         if rows and rows % n_sources == 0:
@@ -81,6 +121,14 @@ class DecoderCache:
         if self.cross_mask is not None:
             self.cross_mask = self.cross_mask.index_select(0, sources)
         return self
+
+
+def _map_layers(
+    cache: torch.Tensor | list[torch.Tensor], fn: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor | list[torch.Tensor]:
+    """`fn` over each (B, KV, max_len, hd) layer of a stacked (L, B, ...) cache or a `per_layer()` list (kept so)."""
+    layers = [fn(layer) for layer in cache]
+    return layers if isinstance(cache, list) else torch.stack(layers)
 
 
 def _select_layers(

@@ -273,6 +273,7 @@ class EncoderDecoder(nn.Module):
                 memory_kv=(cache.cross_k[i], cache.cross_v[i]),
                 cache=(cache.self_k[i], cache.self_v[i]),
                 offset=offset,
+                lineage=cache.lineage,
             )
         cache.offset = offset + tokens.shape[1]
         return self._head(x), cache
