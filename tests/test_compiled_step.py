@@ -73,14 +73,22 @@ def test_the_compiled_step_finds_the_eager_tokens(sampler, batch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "positional, attention",
-    [("t5_bias", "gqa"), ("alibi", "mqa-qknorm"), ("learned", "mha-qknorm"), ("sinusoidal", "gqa-qknorm")],
+    "positional, attention, early_stopping",
+    [
+        ("t5_bias", "gqa", True),
+        ("alibi", "mqa-qknorm", False),
+        ("learned", "mha-qknorm", True),
+        ("sinusoidal", "gqa-qknorm", False),
+    ],
 )
-def test_compiled_beam_search_reads_through_its_lineage_and_finds_the_eager_beams(positional, attention):
+def test_compiled_beam_search_reads_through_its_lineage_and_finds_the_eager_beams(
+    positional, attention, early_stopping
+):
     """Every positional scheme (a position bias is the float mask of the fused attention) and head layout:
-    the compiled step reorders a lineage table, not the cache, and finds the eager beams."""
+    the compiled step reorders a lineage table, not the cache, and the compiled update (both stopping rules, a
+    fractional length penalty) finds the eager beams."""
     model = make_model(positional, attention=ATTENTION_VARIANTS[attention])
-    sampler = BeamSearch(num_beams=3)
+    sampler = BeamSearch(num_beams=3, length_penalty=0.6, early_stopping=early_stopping)
     eager = _generate(model, sampler, 2, compile=False)
     with profile(record_shapes=True) as prof:
         compiled = _generate(model, sampler, 2, compile=True)
@@ -90,15 +98,21 @@ def test_compiled_beam_search_reads_through_its_lineage_and_finds_the_eager_beam
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sampler", [GreedySampler(), BeamSearch(num_beams=3)], ids=["greedy", "beam"])
-def test_the_first_batch_size_compiles_two_graphs_each_later_one_one_and_a_repeat_none(sampler):
+@pytest.mark.parametrize(
+    "sampler, update_graphs",
+    [(GreedySampler(), 0), (BeamSearch(num_beams=3), 1), (BeamSearch(num_beams=3, repetition_penalty=1.2), 0)],
+    ids=["greedy", "beam", "beam-with-penalty"],
+)
+def test_the_first_batch_size_compiles_two_graphs_each_later_one_one_and_a_repeat_none(sampler, update_graphs):
+    """The step's graphs, plus, for a beam search without score adjustments, one graph of its per-step update for
+    every batch size (`beam_search._advance_compiled`): one graph for all steps, not one per step."""
     graphs = torch._dynamo.utils.counters["stats"]
     model, built = make_model(), []
     for batch in (1, 3, 1, 3):
         before = graphs["unique_graphs"]
         _generate(model, sampler, batch, compile=True)
         built.append(graphs["unique_graphs"] - before)
-    assert built == [2, 1, 0, 0]
+    assert built == [2 + update_graphs, 1 + update_graphs, 0, 0]
 
 
 @pytest.mark.slow

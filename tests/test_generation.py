@@ -315,7 +315,8 @@ def _until_eos(row: list[int]) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("length_penalty", "early_stopping"), [(1.0, True), (0.0, True), (2.0, False), (-1.0, False), (1.0, False)]
+    ("length_penalty", "early_stopping"),
+    [(1.0, True), (0.0, True), (2.0, False), (-1.0, False), (1.0, False), (0.6, True), (0.6, False)],
 )
 def test_beam_search_matches_hugging_face(length_penalty, early_stopping):
     config = BartConfig(

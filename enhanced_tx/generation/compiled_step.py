@@ -4,12 +4,13 @@ One step (decoder, head and the padded-vocabulary mask) is one `torch.compile`d 
 eagerly (it has another batch size in beam search and offset 0). The first batch size compiles two graphs:
 one at the first compiled offset, then one with the offset symbolic. The row count stays static in the graph
 (the matmul backend is chosen per row count; `linear._compiled_linear`), so every new batch size compiles one
-more (`tests/test_compiled_step.py` counts them), up to `GRAPH_LIMIT` graphs in a process (models x batch
-sizes; past it dynamo runs the step eagerly, so a storm of new shapes cannot compile forever). Under a
-`TorchDispatchMode` (such as `FlopCounterMode`) the step runs eagerly: dynamo cannot trace one, and a step
-it had tried to trace under one ran eagerly ever after, at every batch size. Worth it for
-many calls of one shape, where inductor's fused elementwise work and the absence of Python between ops pay
-(tiny beam search at batch 1: ~1.4x the eager step), not for one call (8-30 s to compile).
+more, and beam search one more of its per-step update (`beam_search._advance_compiled`); tests/test_compiled_step.py
+counts them. A process compiles up to `GRAPH_LIMIT` graphs of each (models x batch sizes; past it dynamo runs
+eagerly, so a storm of new shapes cannot compile forever). Under a `TorchDispatchMode` (such as
+`FlopCounterMode`) both run eagerly: dynamo cannot trace one, and a step it had tried to trace under one ran
+eagerly ever after, at every batch size. Worth it for many calls of one shape, where inductor's fused
+elementwise work and the absence of Python between ops pay (tiny beam search at batch 1: ~1.4x the eager step),
+not for one call (8-30 s to compile).
 docs/benchmarks.md, "Compiled decode step, opt-in", has the measurements.
 """
 
@@ -54,6 +55,8 @@ class CompiledStepper(CachedStepper):
     The self-attention cache is one buffer per layer (`DecoderCache.per_layer`): written in place in the graph.
     Beam search reorders a lineage table instead of the cache (`DecoderCache.tracking_lineage`).
     """
+
+    compiled = True  # searches may compile their own per-step work too (`beam_search._advance_compiled`)
 
     def __init__(self, model: EncoderDecoder, src: Tensor, src_mask: Tensor | None, max_len: int) -> None:
         super().__init__(model, src, src_mask, max_len)
