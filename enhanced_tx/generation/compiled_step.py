@@ -74,8 +74,9 @@ class CompiledStepper(CachedStepper):
         return scores
 
     def reorder(self, index: Tensor) -> None:
-        if self.cache.lineage is None and index.shape[0] == self.batch_size:
+        if self.cache.lineage is None and index.shape[0] == self.batch_size and self.device.type == "cpu":
             # beam search past its first step: from now on a reorder moves a table of rows, not the cache, and the
-            # graph reads keys and values through it (`model/lineage.py`); greedy decoding never reorders
+            # graph reads keys and values through it (`model/lineage.py`); greedy decoding never reorders. CPUs
+            # only, where it was measured: a GPU copies its cache at HBM speed, and its SDPA is a flash kernel.
             self.cache = self.cache.tracking_lineage()
         super().reorder(index)
