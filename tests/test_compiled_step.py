@@ -15,7 +15,7 @@ from torch.profiler import profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from enhanced_tx.errors import ConfigError
-from enhanced_tx.generation import BeamSearch, GreedySampler, generate
+from enhanced_tx.generation import BeamSearch, GreedySampler, beam_search, generate
 from enhanced_tx.model import linear as linear_module
 from enhanced_tx.model.linear import _packed_linear_op, packed_weights
 
@@ -161,6 +161,13 @@ def test_weights_the_eager_rule_packs_are_packed_inside_the_graph(monkeypatch):
         compiled = _generate(model, sampler, 2, compile=True)
     assert torch.equal(compiled, eager)
     assert any(event.key == "enhanced_tx::packed_linear" for event in prof.key_averages())
+
+
+def test_under_a_dispatch_mode_beam_search_updates_eagerly():
+    """Dynamo cannot trace under a TorchDispatchMode (`compiled_step`): the compiled update is not used there."""
+    with FlopCounterMode(display=False):
+        assert beam_search._advance_compiled() is beam_search._advance
+    assert beam_search._advance_compiled() is not beam_search._advance  # outside it: the compiled graph
 
 
 def test_importing_the_commands_does_not_import_the_compiler():

@@ -106,6 +106,18 @@ def test_an_inference_choice_is_measured_once_per_rows_bucket_and_then_read_from
     assert linear_choice.choose_inference(32, 64, torch.float32, 6, candidates) == "onednn_packed"
 
 
+def test_a_choice_first_needed_under_a_dispatch_mode_is_measured_outside_it(cache):
+    """Under FlopCounterMode (or the bench's MatmulTimer) the timing runs without the mode: its matmuls are not
+    counted as the caller's, and its hooks do not slow what is timed (the slow compiled-step FLOP test caught it)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    candidates = {"default": lambda weight: lambda x: F.linear(x, weight)}
+    with FlopCounterMode(display=False) as flops:
+        assert linear_choice.choose_inference(32, 64, torch.float32, 4, candidates) == "default"
+    assert flops.get_total_flops() == 0
+    assert "inference float32 32x64 rows<=4" in json.loads(cache.read_text())[linear_choice.machine_key()]
+
+
 def test_measure_inference_times_each_candidate_on_the_weight_it_prepared():
     prepared = []
 

@@ -76,8 +76,15 @@ class BeamState(NamedTuple):
     done: Tensor  # (B,) bool: no hypothesis can be added any more
 
 
+class BeamRules(NamedTuple):
+    max_new_tokens: int
+    eos_id: int
+    length_penalty: float
+    early_stopping: bool
+
+
 def _advance(
-    logprobs: Tensor, state: BeamState, step: Tensor, rules: tuple[int, int, float, bool], normalised: bool
+    logprobs: Tensor, state: BeamState, step: Tensor, rules: BeamRules, normalised: bool
 ) -> tuple[BeamState, Tensor, Tensor]:
     """One step of the search from the (B*K, V) next-token scores (log-probs when `normalised`, else raw):
     the new state, the rows of the old beams the new ones continue (B*K,) and their new tokens (B*K, 1).
@@ -174,7 +181,7 @@ class BeamSearch(Sampler):
         state = BeamState(live, live_scores, live.clone(), torch.full((b, k), NEG_INF, device=device),
                           torch.zeros(b, dtype=torch.bool, device=device))  # fmt: skip
         tokens = torch.full((b * k, 1), bos_id, dtype=torch.long, device=device)  # (B*K, 1)
-        rules = (t_max, eos_id, self.length_penalty, self.early_stopping)
+        rules = BeamRules(t_max, eos_id, self.length_penalty, self.early_stopping)
         adjusts = self.adjusts_scores
         advance = _advance_compiled() if getattr(stepper, "compiled", False) and not adjusts else _advance
 
@@ -189,8 +196,7 @@ class BeamSearch(Sampler):
             if state.done.all():  # one host sync per step
                 break
 
-        done_seqs = state.done_seqs
-        best = _trim_after_first_eos(done_seqs[:, 0], eos_id)  # (B, n)
+        best = _trim_after_first_eos(state.done_seqs[:, 0], eos_id)  # (B, n)
         if on_token is not None:
             for position in range(best.shape[1]):
                 on_token(position, best[:, position])

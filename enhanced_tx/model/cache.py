@@ -39,6 +39,15 @@ class DecoderCache:
     def max_len(self) -> int:
         return self.self_k[0].shape[2]
 
+    def layer(self, i: int) -> dict:
+        """What decoder layer `i` reads and writes: the keyword arguments of its `DecoderBlock` call."""
+        return {
+            "memory_mask": self.cross_mask,
+            "memory_kv": (self.cross_k[i], self.cross_v[i]),
+            "cache": (self.self_k[i], self.self_v[i]),
+            "lineage": self.lineage,
+        }
+
     def per_layer(self) -> DecoderCache:
         """The same cache with one separately allocated self-attention buffer per layer, one position longer.
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import _disable_current_modes
 
 from enhanced_tx.runtime.contention import Contention
 
@@ -218,7 +219,9 @@ def _choice(key: tuple, shape: str, candidates: dict, measure_now: Callable[[], 
         if saved is not None and saved.get("choice") in candidates:
             choice = saved["choice"]
         else:
-            with Contention() as contention:
+            # outside any TorchDispatchMode of the caller (FlopCounterMode, the bench's MatmulTimer): its hooks
+            # would slow the timed calls and see the measurement's matmuls as the caller's
+            with _disable_current_modes(), Contention() as contention:
                 seconds = measure_now()
             choice = pick(seconds)
             remember(CACHE_FILE, shape, choice, seconds, contention.other_cpus)

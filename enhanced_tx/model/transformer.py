@@ -266,15 +266,7 @@ class EncoderDecoder(nn.Module):
         offset = cache.offset
         x = self._embed(tokens, self.decoder_positional, self.decoder_embed_norm, offset)
         for i, block in enumerate(self.decoder_layers):
-            x = block(
-                x,
-                self.decoder_positional,
-                cache.cross_mask,
-                memory_kv=(cache.cross_k[i], cache.cross_v[i]),
-                cache=(cache.self_k[i], cache.self_v[i]),
-                offset=offset,
-                lineage=cache.lineage,
-            )
+            x = block(x, self.decoder_positional, offset=offset, **cache.layer(i))
         cache.offset = offset + tokens.shape[1]
         return self._head(x), cache
 
